@@ -1,0 +1,89 @@
+"""Turns the composed config into the run's pieces, each failure worded as advice (HooptError)."""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import numpy as np
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from ..models import MODELS, SYNTHETIC_MODELS, build_model
+from .data import DATASETS, Dataset, load_dataset
+from .errors import HooptError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HooptError(f"trainer.device={name} was asked for but no CUDA device is available; use "
+                         f"trainer.device=cpu or trainer.device=auto.")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise HooptError(f"trainer.device={name} is not a device; use auto, cpu or cuda.")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def build_dataset(cfg: DictConfig) -> Dataset | None:
+    """None for the synthetic objectives, which have a batch stream instead of a dataset."""
+    if cfg.model.name in SYNTHETIC_MODELS:
+        return None
+    name = cfg.dataset.name
+    if name not in DATASETS:
+        raise HooptError(f"unknown dataset '{name}'; choose one of: {', '.join(DATASETS)}.")
+    return load_dataset(name, str(cfg.dataset.root), bool(cfg.dataset.download), bool(cfg.dataset.augment))
+
+
+def build_model_for(cfg: DictConfig, dataset: Dataset | None, device: torch.device) -> torch.nn.Module:
+    name = cfg.model.name
+    if name not in MODELS:
+        raise HooptError(f"unknown model '{name}'; choose one of: {', '.join(sorted(MODELS))}.")
+    raw = cfg.model.get("kwargs")
+    kwargs = {} if raw is None else OmegaConf.to_container(raw, resolve=True)
+    shape = None if dataset is None else dataset.input_shape
+    classes = None if dataset is None else dataset.num_classes
+    try:
+        model = build_model(name, input_shape=shape, num_classes=classes, **kwargs).to(device)
+        if dataset is not None:  # one example through the network, to catch a model/data mismatch now
+            with torch.no_grad():
+                model(dataset.make_batch(dataset.train.inputs[:2], dataset.train.targets[:2], None)[0].to(device))
+    except (RuntimeError, ValueError, TypeError) as error:
+        what = f"dataset '{dataset.name}' (inputs {shape}, {classes} classes)" if dataset else "these settings"
+        raise HooptError(f"model '{name}' does not fit {what}: {str(error).splitlines()[0]}; pick a matching "
+                         f"dataset= or model= (each model's paper dataset is the default).") from None
+    return model
+
+
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    options = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    name = options.pop("name", "?")
+    target = options.pop("_target_", None)
+    if target is None:
+        raise HooptError(f"optimizer '{name}' has no _target_ in its config; add the class path to its yaml.")
+    try:
+        cls = get_class(target)
+    except Exception as error:  # a missing optional package, e.g. kfac-pytorch
+        raise HooptError(f"optimizer '{name}' cannot be loaded: {error}") from None
+    for key, value in options.items():
+        if key in ("lr", "damping") and isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
+            raise HooptError(f"optimizer.{key}={value} is invalid for {name}: it must be a positive number.")
+    named = getattr(cls, "wants_named_parameters", False)
+    params = list(model.named_parameters()) if named else model.parameters()
+    try:
+        return cls(params, **options)
+    except (ValueError, TypeError, ImportError, MemoryError) as error:
+        raise HooptError(f"optimizer '{name}' rejected its settings: {str(error).splitlines()[0]}; fix the "
+                         f"matching optimizer.<key>=... override.") from None

@@ -1,0 +1,121 @@
+"""``hoopt-train``: the Hydra entry point. Composes the config, builds the run's pieces, runs the shared loop,
+and records the run's final status. User errors end in one sentence on stderr (exit 2); a diverged run is a
+normal outcome (status ``diverged``, exit 0) so a multirun sweep goes on."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from .argv_checks import check_group_choices, rewrite_resume_path
+from .checkpoint import has_checkpoint, load_checkpoint, read_status, write_status
+from .errors import HooptError
+from .hparams import write_hparams
+
+
+def run(cfg: DictConfig) -> dict:
+    """Train one run in ``hydra.run.dir`` (or the job's dir in a multirun). Returns the final status record."""
+    from .build import build_dataset, build_model_for, build_optimizer, pick_device, seed_everything
+    from .logger import RunLogger
+    from .loop import LoopSettings, TrainingLoop
+
+    run_dir = HydraConfig.get().runtime.output_dir
+    resume_state = None
+    if cfg.resume not in (False, None, "false"):
+        resume_state = load_checkpoint(run_dir)
+        previous = read_status(run_dir) or {}
+        if previous.get("status") == "completed":
+            raise HooptError(f"the run in {run_dir} already completed; start a new run instead of resuming it.")
+    elif has_checkpoint(run_dir):
+        raise HooptError(f"{run_dir} already holds a run's checkpoint; add resume=true to continue it, or choose "
+                         f"another hydra.run.dir.")
+
+    device = pick_device(str(cfg.trainer.device))
+    seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
+    dataset = build_dataset(cfg)
+    if dataset is not None:
+        dataset = dataset.to(device)
+    model = build_model_for(cfg, dataset, device)
+    optimizer = build_optimizer(cfg, model)
+    t = cfg.trainer
+    settings = LoopSettings(
+        epochs=int(t.epochs), steps=None if t.steps is None else int(t.steps), batch_size=int(t.batch_size),
+        log_every=max(1, int(cfg.logger.log_every)), image_every=int(cfg.logger.image_every or 0),
+        eval_batch_size=int(t.eval_batch_size), steps_per_epoch=t.steps_per_epoch, checkpoint=bool(t.checkpoint),
+        progress=bool(t.progress), interrupt_after_epoch=t.interrupt_after_epoch,
+    )
+    if settings.epochs <= 0 and not settings.steps:
+        raise HooptError(f"trainer.epochs={settings.epochs} trains nothing; give a positive number of epochs.")
+    if settings.batch_size <= 0:
+        raise HooptError(f"trainer.batch_size={settings.batch_size} is invalid; give a positive batch size.")
+    config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    logger = RunLogger(run_dir, resume_step=None if resume_state is None else resume_state["step"])
+    try:
+        loop = TrainingLoop(model, optimizer, dataset, settings, logger, run_dir, device, int(cfg.seed), config_yaml,
+                            l2=float(cfg.model.l2))
+    except ValueError as error:  # e.g. a batch larger than the dataset
+        logger.close()
+        raise HooptError(f"{error}; change the setting or the dataset.") from None
+    if resume_state is not None:
+        loop.load_state_dict(resume_state)
+    write_status(run_dir, "running", epoch=loop.epoch, step=loop.step)
+    print(f"hoopt: training {cfg.model.name} with {cfg.optimizer.name} on "
+          f"{dataset.name if dataset else 'its synthetic stream'} ({device}); logs and TensorBoard events in "
+          f"{os.path.abspath(run_dir)}", flush=True)
+    started = time.perf_counter()
+    try:
+        result = loop.run()
+    finally:
+        logger.flush()
+    wall = time.perf_counter() - started
+    record = {"epoch": result.epoch, "step": result.step, "wall_s": round(wall, 3)}
+    if result.message:
+        record["message"] = result.message
+    if result.status != "interrupted":
+        write_status(run_dir, result.status, **record)
+        if cfg.logger.hparams:
+            write_hparams(logger.writer, cfg, run_dir, result.status)
+    logger.close()
+    verdict = {"completed": "finished", "diverged": "DIVERGED", "interrupted": "was interrupted"}[result.status]
+    print(f"hoopt: run {verdict} after {result.step} steps ({wall:.1f} s){': ' + result.message if result.message else ''}; "
+          f"view with: tensorboard --logdir {os.path.abspath(run_dir)}", flush=True)
+    return {"status": result.status, **record}
+
+
+@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
+def hydra_main(cfg: DictConfig) -> None:
+    run_dir = HydraConfig.get().runtime.output_dir
+    try:
+        run(cfg)
+    except HooptError as error:
+        write_status(run_dir, "failed", message=str(error))
+        print(f"hoopt: error: {error}", file=sys.stderr, flush=True)
+        # In a multirun one bad job must not stop the sweep: report it and let the launcher go on.
+        if HydraConfig.get().mode.name != "MULTIRUN":
+            sys.exit(2)
+    except KeyboardInterrupt:
+        write_status(run_dir, "interrupted", message="stopped by the user (Ctrl-C); resume=true continues it")
+        raise
+    except Exception as error:
+        write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}")
+        raise
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    try:
+        check_group_choices(argv)
+        sys.argv = [sys.argv[0], *rewrite_resume_path(argv)]
+        hydra_main()
+    except HooptError as error:
+        print(f"hoopt: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
