@@ -1,0 +1,50 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from fake_data import write_cifar10, write_mnist  # noqa: E402
+
+SUPPORT = os.path.join(os.path.dirname(__file__), "support")
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A data root with small MNIST and CIFAR-10 copies in torchvision's layout."""
+    root = tmp_path_factory.mktemp("data")
+    write_mnist(str(root))
+    write_cifar10(str(root))
+    return str(root)
+
+
+def run_cli(args, cwd, script="hoopt-train", check=True, timeout=900):
+    """Runs a console script in a subprocess, the way a user does; returns the CompletedProcess."""
+    env = {**os.environ, "PYTHONPATH": SUPPORT, "HOOPT_TEST_SKIP_CIFAR_MD5": "1", "HYDRA_FULL_ERROR": "0"}
+    exe = shutil.which(script, path=BIN) or shutil.which(script)
+    proc = subprocess.run([exe, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def read_status(run_dir):
+    with open(os.path.join(run_dir, "status.json")) as f:
+        return json.load(f)
+
+
+def read_metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def tensorboard_tags(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(run_dir, size_guidance={"scalars": 0, "images": 0})
+    acc.Reload()
+    return acc

@@ -1,0 +1,137 @@
+"""End to end through the real console script, in subprocesses, on tiny data."""
+
+import os
+
+import pytest
+import torch
+
+from conftest import read_metrics, read_status, run_cli, tensorboard_tags
+
+EPOCH_TAGS = {"train/epoch_loss", "train/eval_loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc",
+              "memory/peak_mb"}
+STEP_TAGS = {"train/loss", "time/step_ms", "lr/all"}
+
+
+def test_digits_default_run(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(["dataset=digits", "trainer.epochs=2", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    assert str(run_dir) in proc.stdout  # says where the TensorBoard logs went
+    assert read_status(run_dir)["status"] == "completed"
+    tags = set(tensorboard_tags(str(run_dir)).Tags()["scalars"])
+    assert EPOCH_TAGS | STEP_TAGS <= tags
+    metrics = read_metrics(run_dir)
+    assert {k for m in metrics for k in m} >= EPOCH_TAGS | STEP_TAGS  # same names as the TensorBoard tags
+    losses = [m["train/epoch_loss"] for m in metrics if "train/epoch_loss" in m]
+    assert len(losses) == 2 and losses[1] < losses[0]
+    assert metrics[-1]["test/acc"] > 0.5  # Adam learns digits within two epochs
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "checkpoint.pt").exists()
+
+
+def sweep(tmp_path, name, overrides):
+    sweep_dir = tmp_path / name
+    proc = run_cli(["-m", *overrides, f"hydra.sweep.dir={sweep_dir}", "trainer.progress=false"], cwd=tmp_path)
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / "status.json").exists()),
+                  key=lambda p: int(p.name.split("_")[0]))
+    return proc, jobs
+
+
+TINY = ["trainer.steps=3", "trainer.batch_size=8", "trainer.eval_batch_size=64", "logger.log_every=1"]
+
+
+def test_every_model_trains_with_adam(tmp_path, tiny_data):
+    models = "mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock"
+    _, jobs = sweep(tmp_path, "models", [f"model={models}", "optimizer=adam", f"dataset.root={tiny_data}", *TINY])
+    _, big = sweep(tmp_path, "big", ["model=bigmlp,vbigmlp", "+model.kwargs.width=16", "optimizer=adam",
+                                     f"dataset.root={tiny_data}", *TINY])
+    jobs += big
+    assert len(jobs) == 9
+    for job in jobs:
+        assert read_status(job)["status"] == "completed", job.name
+        tags = set(tensorboard_tags(str(job)).Tags()["scalars"])
+        assert "train/loss" in tags and ("test/acc" in tags or "eval/gap" in tags), (job.name, tags)
+
+
+def optimizer_names():
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "optimizer")
+    # kfac_pytorch needs a package that is not installed here; it has its own tests.
+    return sorted(f[:-5] for f in os.listdir(folder) if f.endswith(".yaml") and f != "kfac_pytorch.yaml")
+
+
+def test_every_optimizer_trains_the_mlp_on_digits(tmp_path):
+    names = optimizer_names()
+    _, jobs = sweep(tmp_path, "opts", [f"optimizer={','.join(names)}", "dataset=digits", "trainer.steps=24",
+                                       "logger.log_every=4"])
+    assert len(jobs) == len(names)
+    for job, name in zip(jobs, names):
+        status = read_status(job)
+        assert status["status"] == "completed", (name, status)
+        assert status["step"] == 24
+
+
+@pytest.mark.slow
+def test_every_model_with_every_optimizer(tmp_path, tiny_data):
+    names = ",".join(optimizer_names())
+    _, jobs = sweep(tmp_path, "all", ["model=mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock",
+                                      f"optimizer={names}", f"dataset.root={tiny_data}", *TINY])
+    assert len(jobs) == 7 * len(optimizer_names())
+    for job in jobs:
+        assert read_status(job)["status"] in ("completed", "diverged"), job.name
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_resume_reaches_the_same_parameters(tmp_path, optimizer):
+    common = ["dataset=digits", f"optimizer={optimizer}", "trainer.epochs=3", "seed=3"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    run_cli([*common, f"hydra.run.dir={full}"], cwd=tmp_path)
+    run_cli([*common, f"hydra.run.dir={part}", "trainer.interrupt_after_epoch=1"], cwd=tmp_path)
+    assert read_status(part)["status"] == "running"  # as a killed run leaves it
+    run_cli([*common, f"resume={part}"], cwd=tmp_path)
+    assert read_status(part)["status"] == "completed"
+    a = torch.load(full / "checkpoint.pt", weights_only=False)
+    b = torch.load(part / "checkpoint.pt", weights_only=False)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    steps = [m["step"] for m in read_metrics(part) if "train/epoch_loss" in m]
+    assert steps == [m["step"] for m in read_metrics(full) if "train/epoch_loss" in m]  # no duplicated epochs
+
+
+def test_divergence_is_recorded_and_exits_zero(tmp_path):
+    run_dir = tmp_path / "div"
+    proc = run_cli(["model=noisy_quadratic", "optimizer=sgd", "optimizer.lr=10", f"hydra.run.dir={run_dir}"],
+                   cwd=tmp_path)
+    assert proc.returncode == 0 and "DIVERGED" in proc.stdout
+    status = read_status(run_dir)
+    assert status["status"] == "diverged" and "inf" in status["message"] or "nan" in status["message"]
+    assert any(m.get("train/diverged") == 1.0 for m in read_metrics(run_dir))
+
+
+def one_sentence_error(proc):
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hoopt: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["model=alexnet"], "choose one of: bigmlp, lenet, mlp"),
+    (["dataset=imagenet"], "choose one of: cifar10, digits"),
+    (["optimizer=lbfgs"], "choose one of: adam"),
+    (["dataset=digits", "optimizer.lr=-0.1"], "must be a positive number"),
+    (["dataset=mnist", "dataset.download=false"], "dataset=digits"),
+    (["model=lenet", "dataset=digits"], "does not fit dataset 'digits'"),
+    (["dataset=digits", "trainer.batch_size=5000"], "larger than the"),
+])
+def test_bad_input_is_one_clear_sentence(tmp_path, args, expected):
+    proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'r'}", f"dataset.root={tmp_path / 'empty'}"], cwd=tmp_path,
+                   check=False)
+    assert expected in one_sentence_error(proc)
+
+
+def test_corrupted_checkpoint_is_one_clear_sentence(tmp_path):
+    run_dir = tmp_path / "r"
+    run_cli(["dataset=digits", "trainer.epochs=1", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    (run_dir / "checkpoint.pt").write_bytes(b"not a checkpoint at all")
+    (run_dir / "status.json").write_text('{"status": "running"}')
+    line = one_sentence_error(run_cli(["dataset=digits", f"resume={run_dir}"], cwd=tmp_path, check=False))
+    assert "corrupted" in line and "checkpoint.pt" in line

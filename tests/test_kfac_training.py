@@ -1,0 +1,181 @@
+"""K-FAC trains the paper networks and a ResNet-18 slice (BatchNorm, bias-free convs, in-place ReLU) and
+resumes exactly from its state_dict; configs and the loop's bind protocol build it correctly."""
+
+import io
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from hoopt.models import build_model
+from hoopt.optimizers.kfac import KFAC
+from hoopt.optimizers.protocol import TrainingContext
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def resnet_slice(num_classes=10):
+    """A narrow ResNet-18-style slice from torchvision's own BasicBlock (bias-free 3x3 convs, BatchNorm,
+    ReLU(inplace=True), a strided 1x1 downsample); the full ResNet-18 is too large for a CPU test."""
+    downsample = nn.Sequential(nn.Conv2d(16, 32, 1, stride=2, bias=False), nn.BatchNorm2d(32))
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True),
+                         BasicBlock(16, 16), BasicBlock(16, 32, stride=2, downsample=downsample),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
+
+
+def small_vgg(num_classes=10):
+    """A VGG-style slice with BatchNorm and in-place ReLU between bias-free convs."""
+    def block(cin, cout):
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+    return nn.Sequential(*block(3, 8), nn.MaxPool2d(2), *block(8, 16), nn.MaxPool2d(2), nn.Flatten(),
+                         nn.Linear(16 * 2 * 2, num_classes))
+
+
+CASES = {  # model, input shape, batch size
+    "mlp": (lambda: build_model("mlp", input_shape=(1, 8, 8), hidden=(64, 32, 16)), (1, 8, 8), 32),
+    "lenet": (lambda: build_model("lenet"), (3, 32, 32), 32),
+    "vgg_slice": (small_vgg, (3, 8, 8), 32),
+    "resnet_slice": (resnet_slice, (3, 8, 8), 32),
+}
+
+
+def _batches(shape, count, batch=32, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(batch, *shape, generator=generator), torch.randint(0, 10, (batch,), generator=generator))
+            for _ in range(count)]
+
+
+def _train(model, opt, batches):
+    losses = []
+    for x, y in batches:
+        def closure(x=x, y=y):
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            return loss
+        losses.append(opt.step(closure).item())
+    return losses
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_trains_without_nan_and_the_loss_decreases(name):
+    make, shape, batch_size = CASES[name]
+    torch.manual_seed(0)
+    model = make()
+    opt = KFAC(model, lr=0.05, cov_update_every=2, inv_update_every=6, seed=0)
+    batch = _batches(shape, 1, batch=batch_size)[0]
+    losses = _train(model, opt, [batch] * 20)  # memorise one batch
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < 0.5 * losses[0], losses
+    assert len(opt._layers) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
+
+
+@pytest.mark.parametrize("inverse_method", ["inverse", "eigen"])
+def test_state_dict_round_trip_resumes_exactly(inverse_method):
+    torch.manual_seed(1)
+    reference = small_vgg()
+    initial = {k: v.clone() for k, v in reference.state_dict().items()}
+    batches = _batches((3, 8, 8), 9, batch=8, seed=1)
+    options = dict(lr=0.05, cov_update_every=2, inv_update_every=3, inverse_method=inverse_method, seed=7)
+
+    opt = KFAC(reference, **options)
+    straight = _train(reference, opt, batches)
+
+    first = small_vgg()
+    first.load_state_dict(initial)
+    opt = KFAC(first, **options)
+    _train(first, opt, batches[:5])  # stops between a covariance and an inversion step
+    saved = io.BytesIO()
+    torch.save({"model": first.state_dict(), "optimizer": opt.state_dict()}, saved)
+    saved.seek(0)
+    checkpoint = torch.load(saved, weights_only=False)
+
+    resumed = small_vgg()
+    resumed.load_state_dict(checkpoint["model"])
+    opt = KFAC(resumed, **{**options, "seed": 123})  # the generator state comes from the checkpoint
+    opt.load_state_dict(checkpoint["optimizer"])
+    rest = _train(resumed, opt, batches[5:])
+    assert rest == straight[5:]
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_load_before_registration_restores_the_generator():
+    torch.manual_seed(2)
+    model = build_model("lenet")
+    opt = KFAC(model, lr=0.01, cov_update_every=1)
+    _train(model, opt, _batches((3, 32, 32), 2, batch=4))
+    state = opt.state_dict()
+    late = KFAC(list(model.parameters()), lr=0.01, cov_update_every=1)
+    late.load_state_dict(state)
+    late.register_model(model)
+    assert torch.equal(late.generator.get_state(), opt.generator.get_state())
+
+
+def test_step_without_closure_matches_step_with_closure():
+    torch.manual_seed(3)
+    batches = _batches((3, 8, 8), 7, batch=8, seed=3)
+    first, second = small_vgg(), small_vgg()
+    second.load_state_dict(first.state_dict())
+    options = dict(lr=0.05, cov_update_every=2, inv_update_every=3, seed=0)
+    opt = KFAC(first, **options)
+    _train(first, opt, batches)
+    opt2 = KFAC(second, **options)
+    for x, y in batches:  # the plain PyTorch pattern: forward, backward, step()
+        opt2.zero_grad()
+        F.cross_entropy(second(x), y).backward()
+        opt2.step()
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def _context(model, is_classifier):
+    return TrainingContext(model=model, param_names=[n for n, _ in model.named_parameters()],
+                           functional_loss=None, sample_batch=None, outputs=model, is_classifier=is_classifier,
+                           device=torch.device("cpu"))
+
+
+def test_bind_registers_the_model_and_non_classifiers_use_the_empirical_fisher():
+    model = build_model("lenet")
+    opt = KFAC(model.parameters(), lr=0.01)
+    opt.bind(_context(model, is_classifier=True))
+    assert opt._capture.fisher == "true" and len(opt._layers) == 5
+    opt.bind(_context(model, is_classifier=False))  # re-binding replaces the hooks
+    assert opt._capture.fisher == "empirical"
+    _train(model, opt, _batches((3, 32, 32), 2, batch=4))
+    bowl = build_model("noisy_quadratic")
+    opt = KFAC(bowl.parameters(), lr=0.1)
+    opt.bind(_context(bowl, is_classifier=False))  # no Linear/Conv2d: plain SGD with momentum
+    centre = torch.zeros(100)
+    for _ in range(3):
+        opt.step(lambda: (opt.zero_grad(), bowl(centre).backward()))
+
+
+def test_true_fisher_on_a_model_without_logits_says_what_to_do():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Flatten(0))
+    opt = KFAC(model, lr=0.1)
+    with pytest.raises(ValueError, match="fisher='empirical'"):
+        opt.step(lambda: model(torch.randn(4, 3)).sum().backward())
+
+
+def _composed(*overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
+
+
+def test_config_builds_kfac_with_the_paper_values():
+    from hoopt.runner.build import build_optimizer
+
+    cfg = _composed("optimizer=kfac", "model=lenet", "seed=5")
+    opt = build_optimizer(cfg, build_model("lenet"))
+    assert isinstance(opt, KFAC)
+    group = opt.param_groups[0]
+    assert (group["momentum"], group["stat_decay"], group["damping"], group["weight_decay"]) == (0.9, 0.95, 0.03, 0.003)
+    assert (opt.kl_clip, opt.cov_update_every, opt.inv_update_every, opt.fisher, opt.seed) == (0.01, 10, 100, "true", 5)
+    cfg = _composed("optimizer=kfac", "model=lenet", "+model.paper.kfac.lr=0.2", "optimizer.inverse_method=eigen")
+    opt = build_optimizer(cfg, build_model("lenet"))
+    assert opt.param_groups[0]["lr"] == 0.2 and opt.inverse_method == "eigen"

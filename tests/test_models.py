@@ -1,0 +1,92 @@
+import math
+
+import pytest
+import torch
+
+from hoopt.models import MODELS, build_model
+
+SHAPES = {
+    "mlp": ((1, 28, 28), 10),
+    "lenet": ((3, 32, 32), 10),
+    "vgg": ((3, 32, 32), 10),
+    "bigmlp": ((3, 32, 32), 10),
+    "resnet18": ((3, 32, 32), 10),
+    "pixelcnn": ((5, 28, 28), 256),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHAPES))
+def test_output_shape(name):
+    shape, classes = SHAPES[name]
+    model = build_model(name)
+    assert model(torch.randn(3, *shape)).shape == (3, classes)
+
+
+@pytest.mark.parametrize("name,count,tensors", [
+    ("pixelcnn", 94_696, None),  # SPEC 2.1
+    ("resnet18", 11_173_962, None),  # SPEC 2.1
+    ("mlp", 784 * 1024 + 1024 + 1024 * 200 + 200 + 200 * 100 + 100 + 100 * 10 + 10, 8),  # S = 8 (SPEC 1.4)
+    ("lenet", 62_006, 10),
+    ("vgg", None, 18),
+    ("bigmlp", 3072 * 1024 + 1024 + 19 * (1024 * 1024 + 1024) + 1024 * 10 + 10, 42),
+])
+def test_parameter_counts(name, count, tensors):
+    params = list(build_model(name).parameters())
+    if count is not None:
+        assert sum(p.numel() for p in params) == count
+    if tensors is not None:
+        assert len(params) == tensors
+
+
+def test_vbigmlp_depth_reduced_width():
+    model = build_model("vbigmlp", width=8)
+    assert len(list(model.parameters())) == 2 * 101
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name,sigma", [("mlp", 1.0), ("lenet", 1.0), ("vgg", math.sqrt(2)), ("bigmlp", math.sqrt(2))])
+def test_paper_initialisation(name, sigma):
+    """W ~ N(0, sigma_w^2 / fan_in), b = 0 (SPEC 1.5)."""
+    torch.manual_seed(0)
+    model = build_model(name)
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            w = module.weight
+            assert torch.count_nonzero(module.bias) == 0
+            expected = sigma / math.sqrt(w[0].numel())
+            tolerance = 0.35 if w.numel() < 1000 else 0.06
+            assert abs(w.std().item() / expected - 1) < tolerance, module
+            assert abs(w.mean().item()) < 4 * expected / math.sqrt(w.numel())
+
+
+def test_pixelcnn_pooling_reaches_one_pixel():
+    from hoopt.models.pixelcnn import avg_pool_zero_padded
+
+    x = torch.ones(1, 1, 7, 7)
+    pooled = avg_pool_zero_padded(x)
+    assert pooled.shape == (1, 1, 4, 4)
+    assert pooled[0, 0, -1, -1] == 0.25  # the zero padding counts in the average
+
+
+def test_noisy_quadratic_spectrum_and_optimum():
+    model = build_model("noisy_quadratic")
+    eig = torch.linalg.eigvalsh(model.hessian.double())
+    assert eig.min().item() == pytest.approx(1e-3, rel=1e-3)
+    assert eig.max().item() == pytest.approx(1.0, rel=1e-4)
+    assert model.optimum_loss == pytest.approx(7.41, abs=0.01)  # SPEC 2.1
+    c = torch.randn(100)
+    assert model(c).item() == pytest.approx(0.5 * (c @ model.hessian @ c).item(), rel=1e-5)
+
+
+def test_rosenbrock_value_and_minimum():
+    model = build_model("rosenbrock")
+    assert model().item() == pytest.approx(0.01 * 1.5**2 + (2 - 0.25) ** 2)
+    with torch.no_grad():
+        model.xy.copy_(torch.tensor([1.0, 1.0]))
+    assert model().item() == 0.0
+
+
+def test_unknown_model_lists_names():
+    with pytest.raises(ValueError, match="choose one of"):
+        build_model("alexnet")
+    assert {"mlp", "lenet", "vgg", "bigmlp", "vbigmlp", "resnet18", "pixelcnn"} <= set(MODELS)

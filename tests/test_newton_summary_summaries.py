@@ -1,0 +1,152 @@
+"""Summaries (SPEC 1) against brute force on tiny float64 models: the full parameter Hessian contracted
+with the direction blocks, and the third-derivative tensor of phi(t) = L(theta + sum_i t_i u_i)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from hoopt.optimizers.newton_summary import build_partition, hessian_summary
+
+
+def tiny_mlp():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3), nn.ELU(), nn.Linear(3, 2)).double()
+    x, y = torch.randn(7, 5, dtype=torch.float64), torch.randint(0, 2, (7,))
+    return model, x, y
+
+
+class TinyConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 3, 3)
+        self.f1 = nn.Linear(12, 3)
+
+    def forward(self, x):
+        return self.f1(F.max_pool2d(torch.tanh(self.c1(x)), 2).flatten(1))
+
+
+def tiny_conv():
+    torch.manual_seed(1)
+    model = TinyConv().double()
+    x, y = torch.randn(5, 2, 6, 6, dtype=torch.float64), torch.randint(0, 3, (5,))
+    return model, x, y
+
+
+def setup(factory):
+    model, x, y = factory()
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(2)
+    direction = {n: torch.randn(p.shape, dtype=p.dtype, generator=gen) for n, p in params.items()}
+    loss_fn = lambda p: F.cross_entropy(functional_call(model, p, (x,)), y)
+    return params, direction, loss_fn
+
+
+def brute_force(params, direction, loss_fn, partition):
+    names = list(params)
+    shapes = [params[n].shape for n in names]
+    sizes = [params[n].numel() for n in names]
+    flat0 = torch.cat([params[n].reshape(-1) for n in names])
+
+    def loss_flat(flat):
+        pieces = torch.split(flat, sizes)
+        return loss_fn({n: piece.reshape(s) for n, piece, s in zip(names, pieces, shapes)})
+
+    full_h = torch.autograd.functional.hessian(loss_flat, flat0)  # P x P
+    full_g = torch.autograd.functional.jacobian(loss_flat, flat0)
+    columns = []  # U: P x S, column i = u restricted to group i
+    for group in partition.groups:
+        columns.append(torch.cat([direction[n].reshape(-1) if n in group else torch.zeros(params[n].numel(),
+                                  dtype=torch.float64) for n in names]))
+    u = torch.stack(columns, 1)
+    gbar, hbar = u.T @ full_g, u.T @ full_h @ u
+
+    def phi(t):
+        return loss_flat(flat0 + u @ t)
+
+    t0 = torch.zeros(partition.size, dtype=torch.float64)
+    third = torch.autograd.functional.jacobian(
+        lambda t: torch.autograd.functional.hessian(phi, t, create_graph=True), t0)
+    d3 = torch.stack([third[i, i, i] for i in range(partition.size)])
+    hbar_phi = torch.autograd.functional.hessian(phi, t0)
+    assert torch.allclose(hbar, hbar_phi, rtol=1e-10, atol=1e-12)
+    return gbar, hbar, d3
+
+
+def relative_error(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item()
+
+
+CASES = [(tiny_mlp, spec) for spec in ("canonical", "trivial", "weights-biases", "blocks-1", "blocks-2",
+                                       "alternate-2", "chunks-2")]
+CASES += [(tiny_conv, spec) for spec in ("canonical", "trivial", "weights-biases", "blocks-1")]
+
+
+@pytest.mark.parametrize("strategy", ["reverse", "vmap"])
+@pytest.mark.parametrize("factory,spec", CASES)
+def test_summaries_match_brute_force(factory, spec, strategy):
+    params, direction, loss_fn = setup(factory)
+    partition = build_partition(spec, list(params))
+    expected = brute_force(params, direction, loss_fn, partition)
+    got = hessian_summary(loss_fn, params, direction, partition, strategy=strategy)
+    for name, a, b in zip(("gbar", "hbar", "d3"), got, expected):
+        assert a.dtype == torch.float64 and a.shape == b.shape
+        assert relative_error(a, b) < 1e-9, (name, a, b)
+    assert torch.equal(got.hbar, got.hbar.T)
+
+
+def test_second_order_only_leaves_d3_zero():
+    params, direction, loss_fn = setup(tiny_mlp)
+    partition = build_partition("canonical", list(params))
+    full = hessian_summary(loss_fn, params, direction, partition)
+    cheap = hessian_summary(loss_fn, params, direction, partition, third_order=False)
+    assert torch.allclose(full.hbar, cheap.hbar, rtol=1e-12) and torch.allclose(full.gbar, cheap.gbar, rtol=1e-12)
+    assert torch.count_nonzero(cheap.d3) == 0
+
+
+def test_float32_agrees_with_float64():
+    params, direction, loss_fn = setup(tiny_conv)
+    partition = build_partition("canonical", list(params))
+    exact = hessian_summary(loss_fn, params, direction, partition)
+    model, x, y = tiny_conv()
+    model = model.float()
+    p32 = {n: p.float() for n, p in params.items()}
+    u32 = {n: u.float() for n, u in direction.items()}
+    loss32 = lambda p: F.cross_entropy(functional_call(model, p, (x.float(),)), y)
+    approx = hessian_summary(loss32, p32, u32, partition)
+    for a, b in zip(approx, exact):
+        assert relative_error(a, b) < 1e-4
+
+
+def test_parameters_outside_the_partition_are_held_fixed():
+    params, direction, loss_fn = setup(tiny_mlp)
+    names = list(params)
+    from hoopt.optimizers.newton_summary import Partition
+    partial = Partition(("a", "b"), ((names[0],), (names[2], names[3])))
+    full = build_partition("canonical", names)
+    everything = hessian_summary(loss_fn, params, direction, full)
+    got = hessian_summary(loss_fn, params, direction, partial)
+    # group b = tensors 2 and 3 together: its entries are sums of the canonical ones
+    assert torch.allclose(got.hbar[0, 0], everything.hbar[0, 0])
+    assert torch.allclose(got.hbar[0, 1], everything.hbar[0, 2] + everything.hbar[0, 3])
+    assert torch.allclose(got.gbar[1], everything.gbar[2] + everything.gbar[3])
+
+
+def test_split_first_layer_used_with_kwargs_and_shared_weights():
+    """Weight passed by keyword and used twice (once on data, once on an activation): still exact."""
+    torch.manual_seed(3)
+    w = torch.randn(4, 4, dtype=torch.float64)
+    x = torch.randn(6, 4, dtype=torch.float64)
+
+    def loss_fn(p):
+        h = torch.tanh(F.linear(input=x, weight=p["w"]))
+        return torch.tanh(F.linear(h, p["w"], p["b"])).pow(2).sum()
+
+    params = {"w": w, "b": torch.randn(4, dtype=torch.float64)}
+    direction = {"w": torch.randn(4, 4, dtype=torch.float64), "b": torch.randn(4, dtype=torch.float64)}
+    partition = build_partition("canonical", list(params))
+    expected = brute_force(params, direction, loss_fn, partition)
+    got = hessian_summary(loss_fn, params, direction, partition)
+    for a, b in zip(got, expected):
+        assert relative_error(a, b) < 1e-9
