@@ -78,6 +78,8 @@ class TrainingLoop:
         self.total_steps = settings.steps or settings.epochs * self.steps_per_epoch
         self.total_epochs = math.ceil(self.total_steps / self.steps_per_epoch)
         self.epoch, self.step = 0, 0
+        self.wall_before = 0.0  # training seconds spent by earlier processes of a resumed run
+        self.started = time.perf_counter()
         self.context = self._context()
         call_hook(optimizer, "bind", self.context)
 
@@ -114,6 +116,7 @@ class TrainingLoop:
             "torch_rng": torch.get_rng_state(),
             "epoch": self.epoch,
             "step": self.step,
+            "wall_s": self.wall_seconds(),
             "config": self.config_yaml,
         }
         if self.dataset is None:
@@ -132,6 +135,11 @@ class TrainingLoop:
         if self.dataset is None:
             self.stream.load_state_dict(state["stream"])
         self.epoch, self.step = state["epoch"], state["step"]
+        self.wall_before = state.get("wall_s", 0.0)
+        self.started = time.perf_counter()
+
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
 
     # -- the loop ----------------------------------------------------------------------------------------
     def run(self) -> LoopResult:
@@ -192,7 +200,7 @@ class TrainingLoop:
         epoch_loss = (epoch_sum / max(epoch_steps, 1)).item()
         if not math.isfinite(epoch_loss):
             return self._diverged(epoch_loss)
-        metrics = {"train/epoch_loss": epoch_loss, **peak_memory_mb(self.device)}
+        metrics = {"train/epoch_loss": epoch_loss, "time/wall_s": self.wall_seconds(), **peak_memory_mb(self.device)}
         metrics.update(self._evaluate())
         if any(isinstance(v, float) and not math.isfinite(v) for v in metrics.values()):
             self.logger.scalars(metrics, self.step, self.epoch)
