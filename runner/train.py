@@ -18,6 +18,21 @@ from .errors import HooptError
 from .hparams import write_hparams
 
 
+def set_threads(requested) -> None:
+    """``auto``: all cores for a single run; under a parallel launcher (joblib's n_jobs), the cores divided among
+    the jobs, so parallel jobs do not oversubscribe the machine."""
+    import torch
+
+    if requested not in (None, "auto"):
+        torch.set_num_threads(int(requested))
+        return
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    if n_jobs:
+        cores = os.cpu_count() or 1
+        workers = cores if n_jobs < 0 else min(n_jobs, cores)
+        torch.set_num_threads(max(1, cores // workers))
+
+
 def run(cfg: DictConfig) -> dict:
     """Train one run in ``hydra.run.dir`` (or the job's dir in a multirun). Returns the final status record."""
     from .build import build_dataset, build_model_for, build_optimizer, pick_device, seed_everything
@@ -35,6 +50,7 @@ def run(cfg: DictConfig) -> dict:
         raise HooptError(f"{run_dir} already holds a run's checkpoint; add resume=true to continue it, or choose "
                          f"another hydra.run.dir.")
 
+    set_threads(cfg.trainer.num_threads)
     device = pick_device(str(cfg.trainer.device))
     seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     dataset = build_dataset(cfg)
