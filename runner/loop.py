@@ -63,10 +63,12 @@ class EpochSampler:
 
 class TrainingLoop:
     def __init__(self, model, optimizer, dataset: Dataset | None, settings: LoopSettings, logger: RunLogger,
-                 run_dir: str, device: torch.device, seed: int, config_yaml: str, l2: float = 0.0):
+                 run_dir: str, device: torch.device, seed: int, config_yaml: str, l2: float = 0.0,
+                 probes: list | None = None):
         self.model, self.optimizer, self.dataset = model, optimizer, dataset
         self.settings, self.logger, self.run_dir, self.device = settings, logger, run_dir, device
         self.config_yaml = config_yaml
+        self.probes = probes or []  # observers called before each epoch (the Hbar probe)
         self.objective = Objective(model, is_classifier=dataset is not None, l2=l2)
         self.generator = torch.Generator(device=device).manual_seed(seed)
         if dataset is None:
@@ -148,6 +150,8 @@ class TrainingLoop:
                    dynamic_ncols=True, desc="train")
         try:
             while self.step < self.total_steps:
+                for probe in self.probes:
+                    probe.before_epoch(self)
                 result = self._run_epoch(bar)
                 if result is not None:
                     return result

@@ -33,6 +33,14 @@ def set_threads(requested) -> None:
         torch.set_num_threads(max(1, cores // workers))
 
 
+def build_probes(cfg: DictConfig) -> list:
+    if not cfg.probe.enabled:
+        return []
+    from .hbar_probe import HbarProbe
+
+    return [HbarProbe(cfg.probe.max_examples, int(cfg.probe.chunk_size))]
+
+
 def run(cfg: DictConfig) -> dict:
     """Train one run in ``hydra.run.dir`` (or the job's dir in a multirun). Returns the final status record."""
     from .build import build_dataset, build_model_for, build_optimizer, pick_device, seed_everything
@@ -73,7 +81,7 @@ def run(cfg: DictConfig) -> dict:
     logger = RunLogger(run_dir, resume_step=None if resume_state is None else resume_state["step"])
     try:
         loop = TrainingLoop(model, optimizer, dataset, settings, logger, run_dir, device, int(cfg.seed), config_yaml,
-                            l2=float(cfg.model.l2))
+                            l2=float(cfg.model.l2), probes=build_probes(cfg))
     except ValueError as error:  # e.g. a batch larger than the dataset
         logger.close()
         raise HooptError(f"{error}; change the setting or the dataset.") from None
