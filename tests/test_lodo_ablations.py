@@ -115,7 +115,8 @@ def test_configs_read_the_models_paper_values():
     bowl = ["+model.paper.lodo.lr=0.27", "+model.paper.lodo.meta_lr=9.6e-4", "+model.paper.lodo.beta=0.195",
             "+model.paper.lodo.hessian_error_every=1000"]
     options = compose_optimizer("lodo", bowl)
-    assert (options["lr"], options["meta_lr"], options["beta"], options["hessian_error_every"]) == (0.27, 9.6e-4, 0.195, 1000)
+    read = (options["lr"], options["meta_lr"], options["beta"], options["hessian_error_every"])
+    assert read == (0.27, 9.6e-4, 0.195, 1000)
     # ablations without their own tuned value fall back to LODO's value for that model
     assert compose_optimizer("lodo_no_momentum", bowl)["lr"] == 0.27
     assert compose_optimizer("lodo_global", bowl)["meta_lr"] == 9.6e-4

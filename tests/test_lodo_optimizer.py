@@ -217,7 +217,8 @@ def test_diagnostics_and_hessian_error_from_bound_context():
         assert d["lodo/step_norm"] == pytest.approx(float((x.detach() - before).norm()), rel=1e-12)
         assert ("lodo/meta_grad_norm" in d) == (step > 0)
         assert ("lodo/hessian_error" in d) == (step % 2 == 1)  # every 2 steps, reported once
-    expected = hessian_approximation_error(opt.preconditioner_matrix(), h, random_unit_probes(n, 100, torch.Generator().manual_seed(1)))
+    probes = random_unit_probes(n, 100, torch.Generator().manual_seed(1))  # the optimizer's: seed + 1
+    expected = hessian_approximation_error(opt.preconditioner_matrix(), h, probes)
     assert opt.hessian_error() == pytest.approx(expected, rel=1e-12)
     assert d["lodo/hessian_error"] == pytest.approx(expected, rel=1e-12)
 
