@@ -121,6 +121,8 @@ def one_sentence_error(proc):
     (["dataset=mnist", "dataset.download=false"], "dataset=digits"),
     (["model=lenet", "dataset=digits"], "does not fit dataset 'digits'"),
     (["dataset=digits", "trainer.batch_size=5000"], "larger than the"),
+    (["dataset=digits", "optimizer=newton_summary", "optimizer.partition=blocks-50"], "does not fit this model"),
+    (["dataset=digits", "model=vbigmlp", "optimizer=lodo"], "LODO needs about"),
 ])
 def test_bad_input_is_one_clear_sentence(tmp_path, args, expected):
     proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'r'}", f"dataset.root={tmp_path / 'empty'}"], cwd=tmp_path,
