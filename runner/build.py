@@ -84,9 +84,11 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
     params = list(model.named_parameters()) if named else model.parameters()
     try:
         return cls(params, **options)
+    except ImportError as error:  # an optional package (kfac-pytorch): its message says how to install it
+        raise HooptError(str(error).splitlines()[0]) from None
     except MemoryError as error:  # the optimizer's own estimate, which already says what to do
         raise HooptError(f"optimizer '{name}' does not fit: {str(error).splitlines()[0]}") from None
-    except (ValueError, TypeError, ImportError) as error:
+    except (ValueError, TypeError) as error:
         detail = str(error).splitlines()[0].rstrip(".")
         raise HooptError(f"optimizer '{name}' rejected its settings: {detail}; change the optimizer.<key>=... "
                          f"override that sets it.") from None

@@ -200,3 +200,15 @@ def test_grad_matrix_round_trip():
     layer.weight.grad, layer.bias.grad = torch.randn_like(layer.weight), torch.randn_like(layer.bias)
     weight, bias = split_matrix(layer, grad_matrix(layer))
     assert torch.equal(weight, layer.weight.grad) and torch.equal(bias, layer.bias.grad)
+
+
+def test_model_that_is_itself_a_linear_layer():
+    """Logistic regression: the layer and model hooks sit on one module; g_n = softmax_n - onehot(y~_n)."""
+    torch.manual_seed(6)
+    model = nn.Linear(3, 4)
+    x, y = torch.randn(6, 3), torch.randint(0, 4, (6,))
+    logits = model(x).detach()
+    sampled = sample_labels(logits, torch.Generator().manual_seed(2))
+    g = torch.softmax(logits, dim=1) - F.one_hot(sampled, 4)
+    opt = _capture_once(model, x, y, fisher="true", seed=2)
+    torch.testing.assert_close(opt.state[model.weight]["kfac_G"], g.T @ g / 6)

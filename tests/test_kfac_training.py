@@ -37,7 +37,7 @@ def small_vgg(num_classes=10):
 
 CASES = {  # model, input shape, batch size
     "mlp": (lambda: build_model("mlp", input_shape=(1, 8, 8), hidden=(64, 32, 16)), (1, 8, 8), 32),
-    "lenet": (lambda: build_model("lenet"), (3, 32, 32), 32),
+    "lenet": (lambda: build_model("lenet", input_shape=(3, 16, 16)), (3, 16, 16), 32),
     "vgg_slice": (small_vgg, (3, 8, 8), 32),
     "resnet_slice": (resnet_slice, (3, 8, 8), 32),
 }
@@ -74,10 +74,11 @@ def test_trains_without_nan_and_the_loss_decreases(name):
     assert len(opt._layers) == sum(isinstance(m, (nn.Linear, nn.Conv2d)) for m in model.modules())
 
 
-@pytest.mark.parametrize("inverse_method", ["inverse", "eigen"])
-def test_state_dict_round_trip_resumes_exactly(inverse_method):
+@pytest.mark.parametrize("make, inverse_method", [(small_vgg, "inverse"), (small_vgg, "eigen"),
+                                                   (resnet_slice, "inverse")])
+def test_state_dict_round_trip_resumes_exactly(make, inverse_method):
     torch.manual_seed(1)
-    reference = small_vgg()
+    reference = make()
     initial = {k: v.clone() for k, v in reference.state_dict().items()}
     batches = _batches((3, 8, 8), 9, batch=8, seed=1)
     options = dict(lr=0.05, cov_update_every=2, inv_update_every=3, inverse_method=inverse_method, seed=7)
@@ -85,7 +86,7 @@ def test_state_dict_round_trip_resumes_exactly(inverse_method):
     opt = KFAC(reference, **options)
     straight = _train(reference, opt, batches)
 
-    first = small_vgg()
+    first = make()
     first.load_state_dict(initial)
     opt = KFAC(first, **options)
     _train(first, opt, batches[:5])  # stops between a covariance and an inversion step
@@ -94,7 +95,7 @@ def test_state_dict_round_trip_resumes_exactly(inverse_method):
     saved.seek(0)
     checkpoint = torch.load(saved, weights_only=False)
 
-    resumed = small_vgg()
+    resumed = make()
     resumed.load_state_dict(checkpoint["model"])
     opt = KFAC(resumed, **{**options, "seed": 123})  # the generator state comes from the checkpoint
     opt.load_state_dict(checkpoint["optimizer"])
@@ -160,6 +161,13 @@ def test_true_fisher_on_a_model_without_logits_says_what_to_do():
     opt = KFAC(model, lr=0.1)
     with pytest.raises(ValueError, match="fisher='empirical'"):
         opt.step(lambda: model(torch.randn(4, 3)).sum().backward())
+
+
+def test_a_covariance_step_that_captures_nothing_warns_once():
+    model = build_model("lenet")
+    opt = KFAC(model, lr=0.01, cov_update_every=1)
+    with pytest.warns(UserWarning, match="captured no factor statistics"):
+        opt.step(lambda: None)  # no forward: nothing to capture
 
 
 def _composed(*overrides):

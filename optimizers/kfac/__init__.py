@@ -1,0 +1,6 @@
+"""K-FAC baseline (SPEC 3): hoopt's own ``KFAC`` and an adapter to kfac-pytorch when it is installed."""
+
+from .kfac_pytorch_adapter import INSTALL_HINT, KFACPytorchAdapter, KFACPytorchUnavailableError
+from .optimizer import KFAC
+
+__all__ = ["KFAC", "KFACPytorchAdapter", "KFACPytorchUnavailableError", "INSTALL_HINT"]

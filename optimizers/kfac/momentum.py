@@ -1,0 +1,32 @@
+"""The last stage of a K-FAC step (SPEC 3): SGD with momentum and weight decay on the directions."""
+
+from __future__ import annotations
+
+import torch
+
+
+def momentum_sgd_update(group: dict, by_param: dict[torch.Tensor, torch.Tensor], state: dict) -> None:
+    """d = direction + wd * p; buf <- momentum * buf + d (d on the first step); p <- p - lr * buf.
+
+    ``by_param`` holds the preconditioned directions; other parameters with a gradient use it as is."""
+    params, directions = [], []
+    for p in group["params"]:
+        if p.grad is not None:
+            params.append(p)
+            directions.append(by_param.get(p, p.grad))
+    if not params:
+        return
+    if group["weight_decay"] != 0:
+        directions = torch._foreach_add(directions, params, alpha=group["weight_decay"])
+    old_buffers, old_directions = [], []
+    for p, d in zip(params, directions):
+        buffer = state[p].get("momentum_buffer")
+        if buffer is None:
+            state[p]["momentum_buffer"] = d.clone()
+        else:
+            old_buffers.append(buffer)
+            old_directions.append(d)
+    if old_buffers:
+        torch._foreach_mul_(old_buffers, group["momentum"])
+        torch._foreach_add_(old_buffers, old_directions)
+    torch._foreach_add_(params, [state[p]["momentum_buffer"] for p in params], alpha=-group["lr"])
