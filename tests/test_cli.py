@@ -78,7 +78,7 @@ def test_every_model_with_every_optimizer(tmp_path, tiny_data):
         assert read_status(job)["status"] in ("completed", "diverged"), job.name
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd", "newton_summary", "lodo", "kfac"])
 def test_resume_reaches_the_same_parameters(tmp_path, optimizer):
     common = ["dataset=digits", f"optimizer={optimizer}", "trainer.epochs=3", "seed=3"]
     full, part = tmp_path / "full", tmp_path / "part"
