@@ -60,7 +60,7 @@ def optimizer_names():
 def test_every_optimizer_trains_the_mlp_on_digits(tmp_path):
     names = optimizer_names()
     _, jobs = sweep(tmp_path, "opts", [f"optimizer={','.join(names)}", "dataset=digits", "trainer.steps=24",
-                                       "logger.log_every=4"])
+                                       "logger.log_every=4", "+model.kwargs.hidden=[64,32]"])
     assert len(jobs) == len(names)
     for job, name in zip(jobs, names):
         status = read_status(job)
@@ -80,10 +80,10 @@ def test_every_model_with_every_optimizer(tmp_path, tiny_data):
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "newton_summary", "lodo", "kfac"])
 def test_resume_reaches_the_same_parameters(tmp_path, optimizer):
-    common = ["dataset=digits", f"optimizer={optimizer}", "trainer.epochs=3", "seed=3"]
+    common = ["dataset=digits", f"optimizer={optimizer}", "trainer.epochs=4", "seed=3", "+model.kwargs.hidden=[64,32]"]
     full, part = tmp_path / "full", tmp_path / "part"
     run_cli([*common, f"hydra.run.dir={full}"], cwd=tmp_path)
-    run_cli([*common, f"hydra.run.dir={part}", "trainer.interrupt_after_epoch=1"], cwd=tmp_path)
+    run_cli([*common, f"hydra.run.dir={part}", "trainer.interrupt_after_epoch=3"], cwd=tmp_path)  # NewtonSummary active from step 30
     assert read_status(part)["status"] == "running"  # as a killed run leaves it
     run_cli([*common, f"resume={part}"], cwd=tmp_path)
     assert read_status(part)["status"] == "completed"
