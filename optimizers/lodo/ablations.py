@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Preconditioner, as_columns
+from .base import PermutedPreconditioner, Preconditioner, as_columns
 from .preconditioner import index_dtype, random_permutations
 
 
@@ -76,7 +76,7 @@ def apply_residual_permutation_transpose(weights: torch.Tensor, inverses: torch.
     return y
 
 
-class ResidualPermutationPreconditioner(Preconditioner):
+class ResidualPermutationPreconditioner(PermutedPreconditioner):
     kind = "residuals"
 
     def __init__(self, n: int, depth: int = 64, init_std: float = 0.125, generator: torch.Generator | None = None,
@@ -131,18 +131,6 @@ class ResidualPermutationPreconditioner(Preconditioner):
             if j > 0:
                 ybar = ybar + (self.weights[j] * ybar).index_select(1, self.inverses[j])
         return [grad_weights, grad_diagonal]
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        state["perms"], state["inverses"] = self.perms, self.inverses  # references, as torch's state_dicts
-        return state
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        if state["perms"].shape != self.perms.shape:
-            raise ValueError("saved LODO permutations do not match this model's size")
-        self.perms.copy_(state["perms"])
-        self.inverses.copy_(state["inverses"])
 
 
 def dense_residual_permutation_operator(weights: torch.Tensor, perms: torch.Tensor, n: int) -> torch.Tensor:

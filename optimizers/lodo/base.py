@@ -67,3 +67,20 @@ class Preconditioner(ABC):
                                  f"settings (block_size, depth) differ from the checkpoint's")
             with torch.no_grad():
                 p.copy_(saved)
+
+
+class PermutedPreconditioner(Preconditioner):
+    """A preconditioner with fixed seeded permutations ``perms`` and their ``inverses``: both are saved with
+    the learned tensors, so a resumed run applies the very same permutations."""
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = super().state_dict()
+        state["perms"], state["inverses"] = self.perms, self.inverses  # references, as torch's state_dicts
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        if state["perms"].shape != self.perms.shape:
+            raise ValueError("saved LODO permutations do not match this model's size")
+        self.perms.copy_(state["perms"])
+        self.inverses.copy_(state["inverses"])

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .base import Preconditioner, as_columns
+from .base import PermutedPreconditioner, as_columns
 
 # Orthogonal blocks are generated in chunks of this many blocks, so generation memory stays bounded on
 # large models; fixed so that a seed always gives the same blocks.
@@ -170,7 +170,7 @@ def dense_block_permutation_operator(blocks: torch.Tensor, perms: torch.Tensor, 
     return a[:, :n]
 
 
-class BlockPermutationPreconditioner(Preconditioner):
+class BlockPermutationPreconditioner(PermutedPreconditioner):
     """Q = E^T A^T A E with blocks started as random orthogonal matrices, so Q(theta_0) = I (SPEC 2)."""
 
     kind = "blocks"
@@ -230,14 +230,3 @@ class BlockPermutationPreconditioner(Preconditioner):
         return [block_permutation_pair_gradient(self._layers, self._perm_layers, self._inverse_layers, pair,
                                                 out=self.blocks.grad)]
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = super().state_dict()
-        state["perms"], state["inverses"] = self.perms, self.inverses  # references, as torch's state_dicts
-        return state
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        super().load_state_dict(state)
-        if state["perms"].shape != self.perms.shape:
-            raise ValueError("saved LODO permutations do not match this model's size")
-        self.perms.copy_(state["perms"])
-        self.inverses.copy_(state["inverses"])
