@@ -38,13 +38,13 @@ def sweep(tmp_path, name, overrides):
 TINY = ["trainer.steps=3", "trainer.batch_size=8", "trainer.eval_batch_size=64", "logger.log_every=1"]
 
 
-def test_every_model_trains_with_adam(tmp_path, tiny_data):
+def test_every_model_trains_with_adam_and_kfac(tmp_path, tiny_data):
     models = "mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock"
-    _, jobs = sweep(tmp_path, "models", [f"model={models}", "optimizer=adam", f"dataset.root={tiny_data}", *TINY])
-    _, big = sweep(tmp_path, "big", ["model=bigmlp,vbigmlp", "+model.kwargs.width=16", "optimizer=adam",
+    _, jobs = sweep(tmp_path, "models", [f"model={models}", "optimizer=adam,kfac", f"dataset.root={tiny_data}", *TINY])
+    _, big = sweep(tmp_path, "big", ["model=bigmlp,vbigmlp", "+model.kwargs.width=16", "optimizer=adam,kfac",
                                      f"dataset.root={tiny_data}", *TINY])
     jobs += big
-    assert len(jobs) == 9
+    assert len(jobs) == 18
     for job in jobs:
         assert read_status(job)["status"] == "completed", job.name
         tags = set(tensorboard_tags(str(job)).Tags()["scalars"])
@@ -137,3 +137,24 @@ def test_corrupted_checkpoint_is_one_clear_sentence(tmp_path):
     (run_dir / "status.json").write_text('{"status": "running"}')
     line = one_sentence_error(run_cli(["dataset=digits", f"resume={run_dir}"], cwd=tmp_path, check=False))
     assert "corrupted" in line and "checkpoint.pt" in line
+
+
+def test_newton_summary_logs_step_sizes_and_hbar_heatmaps(tmp_path):
+    run_dir = tmp_path / "ns"
+    run_cli(["dataset=digits", "optimizer=newton_summary", "trainer.epochs=4", "logger.image_every=40",
+             "+model.kwargs.hidden=[64,32]", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    acc = tensorboard_tags(str(run_dir))
+    scalars = set(acc.Tags()["scalars"])
+    assert {"lr/f1.weight", "lr/f3.bias", "newton_summary/lambda_1"} <= scalars, scalars
+    assert {"summary/hbar", "summary/hbar_inv", "summary/gbar", "summary/d3"} <= set(acc.Tags()["images"])
+    assert any(e.value > 0 for e in acc.Scalars("lr/f1.weight"))  # steps were taken after the warm-up
+
+
+def test_lodo_logs_its_hessian_error_on_the_bowl(tmp_path):
+    run_dir = tmp_path / "bowl"
+    run_cli(["model=noisy_quadratic", "optimizer=lodo", "trainer.steps=2000", "logger.log_every=100",
+             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    acc = tensorboard_tags(str(run_dir))
+    errors = [e.value for e in acc.Scalars("lodo/hessian_error")]
+    assert len(errors) == 2 and 0 < errors[-1] < 1  # every 1000 steps (model.paper.lodo.hessian_error_every)
+    assert {"lodo/step_norm", "lodo/meta_grad_norm", "eval/optimum"} <= set(acc.Tags()["scalars"])
