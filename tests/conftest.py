@@ -13,6 +13,17 @@ SUPPORT = os.path.join(os.path.dirname(__file__), "support")
 BIN = os.path.dirname(sys.executable)
 
 
+@pytest.fixture
+def float64_default():
+    """float64 as torch's default dtype for one test, for comparisons against brute force."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A data root with small MNIST and CIFAR-10 copies in torchvision's layout."""

@@ -10,12 +10,7 @@ from hoopt.optimizers.kfac import KFAC
 from hoopt.optimizers.kfac.capture import sample_labels
 from hoopt.optimizers.kfac.factors import conv_patch_columns, grad_matrix, split_matrix
 
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # brute-force comparisons in float64 (conftest.py)
 
 
 def _per_example_grads(model, x, y):

@@ -19,12 +19,7 @@ from hoopt.optimizers.kfac.inverses import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(previous)
+pytestmark = pytest.mark.usefixtures("float64_default")  # brute-force comparisons in float64 (conftest.py)
 
 
 def _psd(n, rank, seed):
