@@ -75,8 +75,9 @@ def test_every_model_with_every_optimizer(tmp_path, tiny_data):
     # No checkpoints: LODO's state for VGG / ResNet-18 alone would write several GB per job.
     _, jobs = sweep(tmp_path, "all", [models, f"optimizer={','.join(names)}", f"dataset.root={tiny_data}",
                                       "trainer.checkpoint=false", *TINY])
-    # NewtonSummary's third-order graphs on ResNet-18 at its default summary batch of 100 need more than this
-    # 24 GB machine; on tiny data its summary batch is as small as the training batch.
+    # NewtonSummary's third-order graphs on ResNet-18 (through its BatchNorm layers, batchnorm_mode.py) at the
+    # default summary batch of 100 need more than this 24 GB machine; on tiny data the summary batch is as small
+    # as the training batch.
     _, ns = sweep(tmp_path, "ns", [models, "optimizer=newton_summary,newton_summary_diag", f"dataset.root={tiny_data}",
                                    "++optimizer.summary_batch_size=8", *TINY])
     jobs += ns

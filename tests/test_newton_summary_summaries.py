@@ -150,3 +150,88 @@ def test_split_first_layer_used_with_kwargs_and_shared_weights():
     got = hessian_summary(loss_fn, params, direction, partition)
     for a, b in zip(got, expected):
         assert relative_error(a, b) < 1e-9
+
+
+class TinyBatchNormNet(nn.Module):
+    """Conv -> BatchNorm2d -> tanh -> Linear -> BatchNorm1d: the layers whose native kernel has no D3."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 3, 3)
+        self.bn1 = nn.BatchNorm2d(3)
+        self.f1 = nn.Linear(48, 4)
+        self.bn2 = nn.BatchNorm1d(4)
+        self.f2 = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.bn1(self.c1(x))).flatten(1)
+        return self.f2(torch.tanh(self.bn2(self.f1(h))))
+
+
+def tiny_batchnorm():
+    torch.manual_seed(4)
+    model = TinyBatchNormNet().double()
+    with torch.no_grad():  # non-trivial affine parameters
+        for bn in (model.bn1, model.bn2):
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.5, 0.5)
+    x, y = torch.randn(6, 2, 6, 6, dtype=torch.float64), torch.randint(0, 3, (6,))
+    return model, x, y
+
+
+@pytest.mark.parametrize("strategy", ["reverse", "vmap"])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_models_get_exact_summaries_with_d3(strategy, training):
+    """Native batch_norm has no third derivative; D3 is checked against central differences of the
+    second-order (native) Hessian of phi, gbar and Hbar against the full parameter Hessian."""
+    model, x, y = tiny_batchnorm()
+    model.train(training)
+    if not training:
+        with torch.no_grad():
+            model.bn1.running_mean.uniform_(-0.3, 0.3)
+            model.bn1.running_var.uniform_(0.5, 2.0)
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    params = {n: p.detach().clone() for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(5)
+    direction = {n: torch.randn(p.shape, dtype=p.dtype, generator=gen) for n, p in params.items()}
+    loss_fn = lambda p: F.cross_entropy(functional_call(model, p, (x,)), y)
+    partition = build_partition("canonical", list(params))
+    got = hessian_summary(loss_fn, params, direction, partition, strategy=strategy)
+    for name, b in model.named_buffers():  # a summary is a measurement: running statistics untouched
+        assert torch.equal(b, buffers[name]), name
+    S = partition.size
+    u = {}
+    for i, group in enumerate(partition.groups):
+        for n in group:
+            u[n] = (i, direction[n])
+
+    def phi(t):
+        return loss_fn({n: p + t[u[n][0]] * u[n][1] if n in u else p for n, p in params.items()})
+
+    model.train(training)
+    t0 = torch.zeros(S, dtype=torch.float64)
+    native_g = torch.autograd.functional.jacobian(phi, t0)
+    native_h = torch.autograd.functional.hessian(phi, t0)
+
+    def central(h):
+        return torch.stack([(torch.autograd.functional.hessian(phi, t0 + h * e)[i, i]
+                             - torch.autograd.functional.hessian(phi, t0 - h * e)[i, i]) / (2 * h)
+                            for i, e in enumerate(torch.eye(S, dtype=torch.float64))])
+
+    d3 = (4 * central(1e-4) - central(2e-4)) / 3  # Richardson: truncation error O(h^4)
+    assert relative_error(got.gbar, native_g) < 1e-9
+    assert relative_error(got.hbar, native_h) < 1e-9
+    assert relative_error(got.d3, d3) < 1e-6, (got.d3, d3)
+    assert got.d3.abs().max() > 0
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_composite_batch_norm_equals_the_native_kernel(training):
+    from hoopt.optimizers.newton_summary.batchnorm_mode import composite_batch_norm
+    torch.manual_seed(6)
+    x = torch.randn(5, 3, 4, 4, dtype=torch.float64)
+    mean, var = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
+    w, b = torch.randn(3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    native = F.batch_norm(x, mean.clone(), var.clone(), w, b, training=training, eps=1e-3)
+    ours = composite_batch_norm(x, mean, var, w, b, training=training, eps=1e-3)
+    assert torch.allclose(native, ours, rtol=1e-12, atol=1e-12)

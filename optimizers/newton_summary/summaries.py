@@ -19,7 +19,8 @@ Two exact schedules compute them:
 Measured on the CPU (runner/bench_summary.py), the reverse schedule is the fastest: the restricted rows do
 the fewest matmuls, whereas forward mode recomputes every layer for every row and torch's nested forward
 AD adds copies and zero tangents; ``"vmap"`` is kept for accelerators, where batching the S rows may win.
-Both agree with brute force to rounding error (tests/test_newton_summary_summaries.py).
+Both agree with brute force to rounding error (tests/test_newton_summary_summaries.py). Both evaluate
+batch normalisation in plain ops (batchnorm_mode.py): the native kernel has no third derivative.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Callable, Mapping, NamedTuple
 import torch
 from torch.func import grad, jvp, vmap
 
+from .batchnorm_mode import DifferentiableBatchNorm
 from .partitions import Partition
 from .split_mode import SplitLinearInWeight as _SplitLinearInWeight
 
@@ -68,7 +70,7 @@ def _reverse_summary(loss_fn, params, direction, partition, third_order) -> Summ
         shifted = {n: (p.detach() + t[group[n]] * direction[n] if n in group else p.detach())
                    for n, p in params.items()}
         splits = {id(shifted[n]): (params[n].detach(), direction[n], t[group[n]]) for n in group}
-        with _SplitLinearInWeight(splits):
+        with _SplitLinearInWeight(splits), DifferentiableBatchNorm():
             loss = loss_fn(shifted)
         gbar = torch.autograd.grad(loss, t, create_graph=True, allow_unused=True, materialize_grads=True)
         for k, i in enumerate(order):
@@ -108,7 +110,7 @@ def _vmap_summary(loss_fn, params, direction, partition, third_order) -> Summary
         (g, h), (_, third) = jvp(lambda t: jvp(grad_phi, (t,), (e,)), (t0,), (e,))
         return g, h, third
 
-    with torch.enable_grad():
+    with torch.enable_grad(), DifferentiableBatchNorm():
         g, h, third = vmap(row)(torch.eye(S, dtype=ref.dtype, device=ref.device))
     h = h.to(torch.float64)
     return Summary(g[0].to(torch.float64), (h + h.T) / 2, third.diagonal().to(torch.float64))
