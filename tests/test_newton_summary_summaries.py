@@ -235,3 +235,28 @@ def test_composite_batch_norm_equals_the_native_kernel(training):
     native = F.batch_norm(x, mean.clone(), var.clone(), w, b, training=training, eps=1e-3)
     ours = composite_batch_norm(x, mean, var, w, b, training=training, eps=1e-3)
     assert torch.allclose(native, ours, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("conv,groups", [(F.conv1d, 1), (F.conv2d, 1), (F.conv2d, 2), (F.conv_transpose2d, 1)])
+def test_split_first_layer_for_every_convolution_kind(conv, groups):
+    """The first layer split (stacked weights for plain convs, two calls otherwise) stays exact."""
+    torch.manual_seed(7)
+    spatial = (6,) if conv is F.conv1d else (5, 5)
+    x = torch.randn(3, 4, *spatial, dtype=torch.float64)
+    kernel = (3,) if conv is F.conv1d else (3, 3)
+    shape = (4, 6 // groups, *kernel) if conv is F.conv_transpose2d else (6, 4 // groups, *kernel)
+
+    def loss_fn(p):
+        h = torch.tanh(conv(x, p["w"], p["b"], groups=groups) if groups > 1 else conv(x, p["w"], bias=p["b"]))
+        return (h.flatten(1) @ p["v"]).sin().sum()
+
+    out = conv(x, torch.zeros(shape, dtype=torch.float64), groups=groups) if groups > 1 else \
+        conv(x, torch.zeros(shape, dtype=torch.float64))
+    params = {"w": torch.randn(shape, dtype=torch.float64), "b": torch.randn(6, dtype=torch.float64),
+              "v": torch.randn(out[0].numel(), 2, dtype=torch.float64)}
+    direction = {n: torch.randn_like(p) for n, p in params.items()}
+    partition = build_partition("canonical", list(params))
+    expected = brute_force(params, direction, loss_fn, partition)
+    got = hessian_summary(loss_fn, params, direction, partition)
+    for a, b in zip(got, expected):
+        assert relative_error(a, b) < 1e-9

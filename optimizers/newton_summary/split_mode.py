@@ -36,18 +36,46 @@ class SplitLinearInWeight(TorchFunctionMode):
             hit = self.table.get(id(weight)) if weight is not None else None
             if hit is not None and isinstance(x, torch.Tensor) and not x.requires_grad:
                 base, unit, t = hit
-                if len(args) > 1:
-                    args[1] = base
-                else:
-                    kwargs["weight"] = base
-                main = func(*args, **kwargs)
-                if len(args) > 1:
-                    args[1] = unit
-                else:
-                    kwargs["weight"] = unit
+                # The bias is added outside the op: inside it, its gradient would run the op's whole
+                # backward kernel (mkldnn's convolution_backward) just to sum the output gradient.
+                bias = args[2] if len(args) > 2 else kwargs.get("bias")
                 if len(args) > 2:
                     args[2] = None
                 else:
                     kwargs.pop("bias", None)
-                return main + t * func(*args, **kwargs)
+                main, along = _both_outputs(func, args, kwargs, base, unit)
+                if bias is not None:
+                    main = main + _per_channel(func, bias, main)
+                return torch.addcmul(main, t, along)  # main + t * along, one kernel
         return func(*args, **kwargs)
+
+
+# Convolutions whose output channels are the weight's rows: conv(x, [W; U]) is [conv(x, W); conv(x, U)]
+# along the channel dimension, one call sharing the input's unfolding instead of two (groups = 1 only).
+# Measured on the CPU: faster for LeNet's first conv; for linear layers two matmuls beat one on the
+# stacked weight, whose halves are then strided views.
+_STACKABLE = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+
+
+def _both_outputs(func, args, kwargs, base, unit):
+    """op(x, W) and op(x, U); from one call on the stacked weight where that is the same function."""
+    groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
+    if func in _STACKABLE and groups == 1:
+        both = _call_with_weight(func, args, kwargs, torch.cat([base, unit]))
+        return both.chunk(2, both.dim() - _STACKABLE[func] - 1)
+    return _call_with_weight(func, args, kwargs, base), _call_with_weight(func, args, kwargs, unit)
+
+
+def _call_with_weight(func, args, kwargs, weight):
+    if len(args) > 1:
+        return func(*args[:1], weight, *args[2:], **kwargs)
+    return func(*args, **{**kwargs, "weight": weight})
+
+
+def _per_channel(func, bias, out):
+    """The bias shaped to broadcast over ``out``: last dimension for linear, the channel one for convs."""
+    if func is F.linear:
+        return bias
+    spatial = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3, F.conv_transpose1d: 1, F.conv_transpose2d: 2,
+               F.conv_transpose3d: 3}[func]
+    return bias.reshape((-1,) + (1,) * spatial)
