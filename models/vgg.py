@@ -16,7 +16,9 @@ class VGG(nn.Module):
         layers, channels = [], input_shape[0]
         for item in layout:
             if item == "M":
-                layers.append(nn.MaxPool2d(2))
+                # pool(elu(z)) == elu(pool(z)) (ELU is increasing): pooling first applies ELU and its
+                # derivatives to a quarter of the elements; parameter names do not change.
+                layers.insert(len(layers) - 1, nn.MaxPool2d(2))
             else:
                 layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ELU()]
                 channels = item

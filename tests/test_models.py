@@ -90,3 +90,36 @@ def test_unknown_model_lists_names():
     with pytest.raises(ValueError, match="choose one of"):
         build_model("alexnet")
     assert {"mlp", "lenet", "vgg", "bigmlp", "vbigmlp", "resnet18", "pixelcnn"} <= set(MODELS)
+
+
+def test_pooling_before_the_activation_is_the_papers_conv_act_pool():
+    """LeNet and VGG pool before their increasing activation (cheaper derivatives): the same function and
+    the same gradients as the papers' conv -> activation -> pool."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    lenet = build_model("lenet").double()
+
+    def lenet_act_then_pool(m, x):
+        x = F.max_pool2d(torch.tanh(m.c1(x)), 2)
+        x = F.max_pool2d(torch.tanh(m.c2(x)), 2).flatten(1)
+        return m.f3(torch.tanh(m.f2(torch.tanh(m.f1(x)))))
+
+    vgg = build_model("vgg").double()
+
+    def vgg_act_then_pool(m, x):
+        for layer in m.features:
+            if isinstance(layer, torch.nn.Conv2d):
+                x = F.elu(layer(x))
+            elif isinstance(layer, torch.nn.MaxPool2d):
+                x = layer(x)
+        return m.classifier(m.pool(x).flatten(1))
+
+    for model, reference in ((lenet, lenet_act_then_pool), (vgg, vgg_act_then_pool)):
+        ours = model(x)
+        theirs = reference(model, x)
+        assert torch.equal(ours, theirs)
+        g1 = torch.autograd.grad(ours.square().sum(), list(model.parameters()))
+        g2 = torch.autograd.grad(reference(model, x).square().sum(), list(model.parameters()))
+        assert all(torch.allclose(a, b, rtol=1e-12, atol=1e-14) for a, b in zip(g1, g2))

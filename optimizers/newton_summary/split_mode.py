@@ -46,7 +46,7 @@ class SplitLinearInWeight(TorchFunctionMode):
                 main, along = _both_outputs(func, args, kwargs, base, unit)
                 if bias is not None:
                     main = main + _per_channel(func, bias, main)
-                return torch.addcmul(main, t, along)  # main + t * along, one kernel
+                return _AddScaled.apply(main, t, along.contiguous())
         return func(*args, **kwargs)
 
 
@@ -79,3 +79,22 @@ def _per_channel(func, bias, out):
     spatial = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3, F.conv_transpose1d: 1, F.conv_transpose2d: 2,
                F.conv_transpose3d: 3}[func]
     return bias.reshape((-1,) + (1,) * spatial)
+
+
+class _AddScaled(torch.autograd.Function):
+    """main + t * along for a scalar t: one kernel forward, and d/dt as one dot product (instead of a
+    product tensor and its sum) in every backward pass of every order; the backward is itself
+    differentiable, so higher derivatives go through it."""
+
+    @staticmethod
+    def forward(main, t, along):
+        return torch.addcmul(main, t, along)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(inputs[2])
+
+    @staticmethod
+    def backward(ctx, grad):
+        (along,) = ctx.saved_tensors
+        return grad, torch.vdot(grad.reshape(-1), along.reshape(-1)), None
