@@ -50,11 +50,14 @@ class SplitLinearInWeight(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+# Spatial dimensions of each convolution's output (its channel dimension precedes them).
+_SPATIAL_DIMS = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3,
+                 F.conv_transpose1d: 1, F.conv_transpose2d: 2, F.conv_transpose3d: 3}
 # Convolutions whose output channels are the weight's rows: conv(x, [W; U]) is [conv(x, W); conv(x, U)]
 # along the channel dimension, one call sharing the input's unfolding instead of two (groups = 1 only).
 # Measured on the CPU: faster for LeNet's first conv; for linear layers two matmuls beat one on the
 # stacked weight, whose halves are then strided views.
-_STACKABLE = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3}
+_STACKABLE = frozenset({F.conv1d, F.conv2d, F.conv3d})
 
 
 def _both_outputs(func, args, kwargs, base, unit):
@@ -62,7 +65,7 @@ def _both_outputs(func, args, kwargs, base, unit):
     groups = args[6] if len(args) > 6 else kwargs.get("groups", 1)
     if func in _STACKABLE and groups == 1:
         both = _call_with_weight(func, args, kwargs, torch.cat([base, unit]))
-        return both.chunk(2, both.dim() - _STACKABLE[func] - 1)
+        return both.chunk(2, both.dim() - _SPATIAL_DIMS[func] - 1)
     return _call_with_weight(func, args, kwargs, base), _call_with_weight(func, args, kwargs, unit)
 
 
@@ -76,9 +79,7 @@ def _per_channel(func, bias, out):
     """The bias shaped to broadcast over ``out``: last dimension for linear, the channel one for convs."""
     if func is F.linear:
         return bias
-    spatial = {F.conv1d: 1, F.conv2d: 2, F.conv3d: 3, F.conv_transpose1d: 1, F.conv_transpose2d: 2,
-               F.conv_transpose3d: 3}[func]
-    return bias.reshape((-1,) + (1,) * spatial)
+    return bias.reshape((-1,) + (1,) * _SPATIAL_DIMS[func])
 
 
 class _AddScaled(torch.autograd.Function):
