@@ -1,64 +1,95 @@
-"""The one protocol between the shared training loop and every optimizer.
+"""The contract between the shared training loop and an optimizer (docs/architecture.md, "The optimizer contract").
 
-The loop only ever calls ``optimizer.step(closure)``, where ``closure()`` zeroes the gradients,
-evaluates the training loss on the current minibatch, back-propagates and returns the loss
-(the ordinary ``torch.optim`` contract). Methods that need more than that gradient opt in through
-the optional hooks below; the loop calls each hook only when the optimizer defines it, so plain
-``torch.optim`` optimizers work unchanged and no method is special-cased in the loop.
+1. **Construction.** The runner builds every optimizer the same way::
 
-- ``bind(context)``: called once before training with a :class:`TrainingContext`. NewtonSummary
-  uses ``context.functional_loss`` and ``context.sample_batch`` to evaluate the loss as a function
-  of the parameters on its own minibatch; K-FAC uses ``context.model`` to register hooks and
-  ``context.current_batch`` to sample labels from the model for the true Fisher.
-- ``diagnostics() -> dict[str, float]``: scalars logged under their own tags after a step
-  (``lr/<group>``, ``lodo/step_norm``, ...). Called at the logging interval only.
-- ``images() -> dict[str, torch.Tensor]``: CHW float images in [0, 1] (Hbar heatmaps), logged at
-  the image interval only.
-- ``on_epoch_end(train_loss: float)``: called once per epoch with the epoch-mean training loss
-  (NewtonSummary's ReduceDampingOnPlateau).
+       optimizer = factory(model.named_parameters(), **dependencies)
 
-LODO needs the gradient at the new point: that is exactly the gradient the next ``closure()``
-computes, so it needs no hook. Extra state (samplers, RNG streams, accumulators) must live in
-``state_dict()`` so that a resumed run is identical to an uninterrupted one.
+   ``factory`` is the class with its configured hyperparameters bound (Hydra ``_partial_: true``), and the
+   parameters arrive *named*, through ``torch.optim``'s own support for ``named_parameters()`` (each group then
+   carries ``param_names``). ``dependencies`` holds those of the run's pieces listed in :data:`RUN_DEPENDENCIES`
+   that the constructor names as keyword arguments, and nothing else: the signature is the declaration. So an
+   optimizer that needs the model writes ``def __init__(self, params, ..., model=None)`` and receives it; one
+   that needs nothing receives nothing, which is why every ``torch.optim`` optimizer plugs in unchanged. Every
+   dependency exists before the first step, so no method carries "not bound yet" state.
+
+2. **Stepping.** The loop calls ``optimizer.step(closure)``; ``closure()`` zeroes the gradients, evaluates the
+   training loss on the current minibatch, back-propagates and returns the loss (the ``torch.optim`` contract).
+
+3. **Hooks.** An optimizer that subclasses :class:`TrainingHooks` is also called with ``diagnostics()`` at the
+   logging interval, ``visuals()`` at the image interval and ``on_epoch_end(train_loss)`` once per epoch. The
+   three methods are abstract, so a class that misspells one (``diagnostic``) cannot be instantiated instead of
+   silently logging nothing. Any other optimizer gets no hook calls.
+
+4. **State.** Everything needed to resume exactly (accumulators, RNG streams) lives in ``state_dict()``; every
+   hyperparameter lives in ``param_groups`` (so schedulers and checkpoints see it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+import abc
+from dataclasses import dataclass
+from typing import Any, Mapping, Protocol
 
 import torch
 
+Batch = Any  # usually (inputs, targets); the synthetic objectives use their own small values
 
-Batch = Any  # usually (inputs, targets); the synthetic objectives use their own small tuples
+
+class LossSampler(Protocol):
+    """The training loss as a function of the parameters, on minibatches the caller draws itself.
+
+    NewtonSummary evaluates its summaries on a minibatch of its own, drawn with its own generator (saved in its
+    state_dict), and differentiates the loss with respect to the parameters to third order."""
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> Batch:
+        """A training minibatch whose indices come from ``generator`` (on the parameters' device)."""
+
+    def loss(self, params: Mapping[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+        """The training loss on ``batch`` with the named parameters replaced by ``params`` (the others as they
+        are); a pure function of ``params``, differentiable to any order."""
+
+
+# The run's pieces a constructor may ask for by naming them as keyword arguments.
+RUN_DEPENDENCIES = {
+    "model": "the torch.nn.Module being trained (K-FAC hooks its layers)",
+    "loss_sampler": "a LossSampler over the training data (NewtonSummary's own minibatches)",
+    "classifier": "True when the model outputs class logits trained with cross-entropy (K-FAC's true Fisher)",
+    "hessian": "the objective's exact Hessian, or None where there is none (LODO's approximation error)",
+}
 
 
 @dataclass
-class TrainingContext:
-    """What the loop hands to an optimizer's ``bind`` hook."""
+class Heatmap:
+    """A matrix to draw as a heatmap; ``labels`` name its rows and columns."""
 
-    model: torch.nn.Module
-    # Names aligned with the optimizer's parameter order (model.named_parameters()).
-    param_names: list[str]
-    # loss(params_by_name, batch) -> scalar tensor, a pure function of the parameters
-    # (torch.func.functional_call underneath), differentiable to any order.
-    functional_loss: Callable[[Mapping[str, torch.Tensor], Batch], torch.Tensor]
-    # sample_batch(batch_size, generator) -> a training minibatch whose indices are drawn with the
-    # optimizer's own torch.Generator (on ``device``), independent of the loop's sampler. The
-    # optimizer keeps that generator's state in its state_dict so that resuming is exact.
-    sample_batch: Callable[[int, torch.Generator], Batch]
-    # outputs(batch) -> model outputs (logits) for the batch; used for sampled-label Fisher.
-    outputs: Callable[[Batch], torch.Tensor]
-    # True when the model's outputs are class logits trained with cross-entropy.
-    is_classifier: bool
-    device: torch.device
-    # The minibatch of the step in progress (set by the loop before each step).
-    current_batch: Batch | None = None
-    # Free-form extras for a method (e.g. the quadratic bowl's Hessian for LODO diagnostics).
-    extras: dict[str, Any] = field(default_factory=dict)
+    matrix: torch.Tensor
+    labels: list[str]
+    title: str
 
 
-def call_hook(optimizer: Any, name: str, *args: Any) -> Any:
-    """Call an optional protocol hook if the optimizer has it; return None otherwise."""
-    hook = getattr(optimizer, name, None)
-    return hook(*args) if callable(hook) else None
+@dataclass
+class Bars:
+    """A vector to draw as a bar chart; ``labels`` name its entries."""
+
+    values: torch.Tensor
+    labels: list[str]
+    title: str
+
+
+Visual = Heatmap | Bars
+
+
+class TrainingHooks(abc.ABC):
+    """What the loop calls besides ``step``, for optimizers that subclass it (next to ``torch.optim.Optimizer``)."""
+
+    @abc.abstractmethod
+    def diagnostics(self) -> dict[str, float]:
+        """Scalars to log at the logging interval under their own tags (``lr/<group>``, ``lodo/step_norm``)."""
+
+    @abc.abstractmethod
+    def visuals(self) -> dict[str, Visual]:
+        """Matrices and vectors to draw at the image interval, by TensorBoard tag; the runner renders them."""
+
+    @abc.abstractmethod
+    def on_epoch_end(self, train_loss: float) -> None:
+        """Called once per epoch with the epoch-mean training loss (NewtonSummary's damping schedule)."""

@@ -7,8 +7,8 @@ import torch
 
 from conftest import read_status, run_cli, tensorboard_tags
 from hoopt.runner.data.dataset import Dataset, Split
-from hoopt.runner.hbar_probe import HbarProbe
-from hoopt.runner.objective import Objective
+from hoopt.runner.analysis.hbar_probe import HbarProbe
+from hoopt.runner.tasks.objective import Objective
 
 
 def tiny_loop():

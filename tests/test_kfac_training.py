@@ -176,7 +176,7 @@ def _composed(*overrides):
 
 
 def test_config_builds_kfac_with_the_paper_values():
-    from hoopt.runner.build import build_optimizer
+    from hoopt.runner.training.build import build_optimizer
 
     cfg = _composed("optimizer=kfac", "model=lenet", "seed=5")
     opt = build_optimizer(cfg, build_model("lenet"))

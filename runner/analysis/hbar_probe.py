@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from ..optimizers.newton_summary import build_partition, hessian_summary  # noqa: E402
+from ...optimizers.newton_summary import build_partition, hessian_summary  # noqa: E402
 
 
 def render_block(matrix: torch.Tensor, rows: list[str], cols: list[str], title: str) -> torch.Tensor:

@@ -7,7 +7,7 @@ import resource
 import torch
 import torch.nn.functional as F
 
-from .data import Dataset
+from ..data import Dataset
 
 
 @torch.no_grad()

@@ -22,7 +22,7 @@ def main(argv=None) -> None:
                   file=sys.stderr)
             sys.exit(2)
         return
-    importlib.import_module(f"hoopt.runner.bench_{argv[0]}").run(argv[1:])
+    importlib.import_module(f"hoopt.runner.benchmarks.{argv[0]}").run(argv[1:])
 
 
 if __name__ == "__main__":

@@ -1,20 +1,17 @@
-"""``hoopt-train``: the Hydra entry point. Composes the config, builds the run's pieces, runs the shared loop,
-and records the run's final status. User errors end in one sentence on stderr (exit 2); a diverged run is a
-normal outcome (status ``diverged``, exit 0) so a multirun sweep goes on."""
+"""``run(cfg)``: one training run from a composed config, in-process. Builds the run's pieces, runs the shared
+loop and records the run's final status. ``hoopt-train`` (cli/train.py) calls it through Hydra; tests call it
+with a config from Hydra's compose API."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from .argv_checks import check_group_choices, rewrite_resume_path
+from ..errors import HooptError
 from .checkpoint import has_checkpoint, load_checkpoint, read_status, write_status
-from .errors import HooptError
 from .hparams import write_hparams
 
 
@@ -36,7 +33,7 @@ def set_threads(requested) -> None:
 def build_probes(cfg: DictConfig) -> list:
     if not cfg.probe.enabled:
         return []
-    from .hbar_probe import HbarProbe
+    from ..analysis.hbar_probe import HbarProbe
 
     return [HbarProbe(cfg.probe.max_examples, int(cfg.probe.chunk_size))]
 
@@ -109,37 +106,3 @@ def run(cfg: DictConfig) -> dict:
     print(f"hoopt: run {verdict} after {result.step} steps ({wall:.1f} s){': ' + result.message if result.message else ''}; "
           f"view with: tensorboard --logdir {os.path.abspath(run_dir)}", flush=True)
     return {"status": result.status, **record}
-
-
-@hydra.main(version_base="1.3", config_path="../configs", config_name="train")
-def hydra_main(cfg: DictConfig) -> None:
-    run_dir = HydraConfig.get().runtime.output_dir
-    try:
-        run(cfg)
-    except HooptError as error:
-        write_status(run_dir, "failed", message=str(error))
-        print(f"hoopt: error: {error}", file=sys.stderr, flush=True)
-        # In a multirun one bad job must not stop the sweep: report it and let the launcher go on.
-        if HydraConfig.get().mode.name != "MULTIRUN":
-            sys.exit(2)
-    except KeyboardInterrupt:
-        write_status(run_dir, "interrupted", message="stopped by the user (Ctrl-C); resume=true continues it")
-        raise
-    except Exception as error:
-        write_status(run_dir, "failed", message=f"{type(error).__name__}: {error}")
-        raise
-
-
-def main() -> None:
-    argv = sys.argv[1:]
-    try:
-        check_group_choices(argv)
-        sys.argv = [sys.argv[0], *rewrite_resume_path(argv)]
-        hydra_main()
-    except HooptError as error:
-        print(f"hoopt: error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 
-from .errors import HooptError
+from ..errors import HooptError
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 CHECKED_GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..models import build_model
-from ..optimizers.newton_summary import build_partition, hessian_summary
+from ...models import build_model
+from ...optimizers.newton_summary import build_partition, hessian_summary
 
 SHAPES = {"mlp": (1, 28, 28)}
 

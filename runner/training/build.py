@@ -11,9 +11,9 @@ import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from ..models import MODELS, SYNTHETIC_MODELS, build_model
-from .data import DATASETS, Dataset, load_dataset
-from .errors import HooptError
+from ...models import MODELS, SYNTHETIC_MODELS, build_model
+from ..data import DATASETS, Dataset, load_dataset
+from ..errors import HooptError
 
 
 def pick_device(name: str) -> torch.device:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from ..optimizers.protocol import TrainingContext, call_hook
-from .checkpoint import save_checkpoint
-from .data import Dataset
-from .data.synthetic import stream_for
-from .evaluate import evaluate_dataset, evaluate_synthetic, peak_memory_mb
-from .logger import RunLogger
-from .objective import Objective
+from ...optimizers.protocol import TrainingContext, call_hook
+from ..training.checkpoint import save_checkpoint
+from ..data import Dataset
+from ..data.synthetic import stream_for
+from ..tasks.evaluate import evaluate_dataset, evaluate_synthetic, peak_memory_mb
+from ..training.logger import RunLogger
+from ..tasks.objective import Objective
 
 
 @dataclass

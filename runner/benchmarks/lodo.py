@@ -22,8 +22,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..models import build_model
-from ..optimizers.lodo import LODO, lodo_bytes_per_parameter, measured_state_bytes
+from ...models import build_model
+from ...optimizers.lodo import LODO, lodo_bytes_per_parameter, measured_state_bytes
 
 # (input shape, classes, default batch): the LODO paper's generator and the NewtonSummary papers' LeNet
 MODELS = {"pixelcnn": ((5, 28, 28), 256, 256), "lenet": ((3, 32, 32), 10, 100)}

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..models import build_model
-from ..optimizers.newton_summary import NewtonSummary
-from ..optimizers.protocol import TrainingContext
+from ...models import build_model
+from ...optimizers.newton_summary import NewtonSummary
+from ...optimizers.protocol import TrainingContext
 
 SHAPES = {"mlp": (1, 28, 28)}
 PAPER = {"mlp": (0.03, 3e-4), "lenet": (0.3, 3e-4), "vgg": (0.3, 1e-5), "bigmlp": (0.1, 3e-6)}

@@ -10,12 +10,12 @@ import tempfile
 import torch
 import torch.nn.functional as F
 
-from ..models import build_model
-from .bench_timing import median_seconds
-from .build import pick_device
-from .data.dataset import Dataset, Split
-from .logger import RunLogger
-from .loop import LoopSettings, TrainingLoop
+from ...models import build_model
+from ..benchmarks.timing import median_seconds
+from ..training.build import pick_device
+from ..data.dataset import Dataset, Split
+from ..training.logger import RunLogger
+from ..training.loop import LoopSettings, TrainingLoop
 
 
 def random_cifar(n: int, device) -> Dataset:

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .errors import HooptError
+from ..errors import HooptError
 
 CHECKPOINT = "checkpoint.pt"
 STATUS = "status.json"

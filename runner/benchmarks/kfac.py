@@ -25,8 +25,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..models import build_model
-from ..optimizers.kfac import KFAC
+from ...models import build_model
+from ...optimizers.kfac import KFAC
 
 INPUT_SHAPES = {"mlp": (1, 28, 28), "lenet": (3, 32, 32), "vgg": (3, 32, 32)}
 
