@@ -1,32 +1,30 @@
 """The Hbar probe equals brute force: the Hessian of phi(t) = L(theta + sum_i t_i g_i) over the whole training
 split, g the full-batch gradient, in float64; and it runs through hoopt-train as experiment=probe_lenet."""
 
-from types import SimpleNamespace
-
 import torch
 
 from conftest import read_status, run_cli, tensorboard_tags
 from hoopt.runner.data.dataset import Dataset, Split
 from hoopt.runner.analysis.hbar_probe import HbarProbe
-from hoopt.runner.tasks.objective import Objective
+from hoopt.runner.tasks import ClassificationTask
 
 
-def tiny_loop():
+def tiny_task():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3)).double()
     g = torch.Generator().manual_seed(1)
     split = Split(torch.randn(23, 4, generator=g, dtype=torch.float64), torch.randint(0, 3, (23,), generator=g))
     dataset = Dataset("tiny", (4,), 3, split, None, None)
-    return SimpleNamespace(model=model, dataset=dataset, objective=Objective(model, is_classifier=True))
+    return model, ClassificationTask(dataset, 5, 100, torch.Generator(), torch.device("cpu"))
 
 
 def test_probe_matches_brute_force_full_batch():
-    loop = tiny_loop()
-    result = HbarProbe(chunk_size=7).measure(loop)  # 4 uneven chunks: the weighting must be exact
-    names = [n for n, _ in loop.model.named_parameters()]
-    params = {n: p.detach() for n, p in loop.model.named_parameters()}
-    full = (loop.dataset.train.inputs, loop.dataset.train.targets)
-    loss = lambda p: loop.objective.functional_loss(p, full)  # noqa: E731
+    model, task = tiny_task()
+    result = HbarProbe(task, chunk_size=7).measure(model)  # 4 uneven chunks: the weighting must be exact
+    names = [n for n, _ in model.named_parameters()]
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    inputs, targets = task.dataset.train.inputs, task.dataset.train.targets
+    loss = lambda p: torch.nn.functional.cross_entropy(torch.func.functional_call(model, p, (inputs,)), targets)  # noqa: E731
     leaf = {n: p.clone().requires_grad_(True) for n, p in params.items()}
     gradient = dict(zip(names, torch.autograd.grad(loss(leaf), list(leaf.values()))))
 
@@ -43,9 +41,9 @@ def test_probe_matches_brute_force_full_batch():
 
 
 def test_probe_images_are_split_into_blocks():
-    loop = tiny_loop()
-    probe = HbarProbe()
-    result = probe.measure(loop)
+    model, task = tiny_task()
+    probe = HbarProbe(task)
+    result = probe.measure(model)
     images = probe.images(result["hbar"], result["labels"])
     assert set(images) == {f"probe/{m}/{b}" for m in ("hbar", "hbar_inv")
                            for b in ("weight_weight", "bias_bias", "weight_bias")}

@@ -7,60 +7,35 @@ are the size-weighted means of the chunks' summaries, since both are linear in t
 
 from __future__ import annotations
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ...optimizers.newton_summary import build_partition, hessian_summary  # noqa: E402
-
-
-def render_block(matrix: torch.Tensor, rows: list[str], cols: list[str], title: str) -> torch.Tensor:
-    """A (possibly rectangular) block as a heatmap, diverging colours centred at 0; CHW float in [0, 1]."""
-    values = matrix.detach().cpu().double().numpy()
-    finite = values[np.isfinite(values)]
-    limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    figure, axes = plt.subplots(figsize=(2.5 + 0.35 * len(cols), 2.0 + 0.35 * len(rows)), dpi=80)
-    image = axes.imshow(values, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
-    axes.set_xticks(range(len(cols)), cols, rotation=90, fontsize=7)
-    axes.set_yticks(range(len(rows)), rows, fontsize=7)
-    axes.set_title(title, fontsize=8)
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    figure.tight_layout()
-    figure.canvas.draw()
-    rgba = np.asarray(figure.canvas.buffer_rgba(), dtype=np.float32)[..., :3] / 255.0
-    plt.close(figure)
-    return torch.from_numpy(rgba.copy()).permute(2, 0, 1).contiguous()
+from ...optimizers.newton_summary import build_partition, hessian_summary
+from ..tasks.classification import ClassificationLossSampler, ClassificationTask
+from .rendering import render_heatmap
 
 
 class HbarProbe:
-    def __init__(self, max_examples: int | None = None, chunk_size: int = 1000):
+    def __init__(self, task: ClassificationTask, max_examples: int | None = None, chunk_size: int = 1000):
+        self.task = task
         self.max_examples = max_examples
         self.chunk_size = chunk_size
 
-    def _chunks(self, loop):
-        train = loop.dataset.train
-        count = len(train) if self.max_examples is None else min(self.max_examples, len(train))
-        for start in range(0, count, self.chunk_size):
-            stop = min(start + self.chunk_size, count)
-            yield stop - start, count, loop.dataset.make_batch(train.inputs[start:stop], train.targets[start:stop], None)
+    def _chunks(self):
+        return self.task.training_chunks(self.max_examples, self.chunk_size)
 
-    def measure(self, loop) -> dict[str, torch.Tensor]:
+    def measure(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """Full-batch gradient, then gbar and Hbar along it; returns tensors and the partition's labels."""
-        model = loop.model
         params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-        loss_fn = loop.objective.functional_loss
+        loss_fn = ClassificationLossSampler(self.task, model).loss
         gradient = {n: torch.zeros_like(p) for n, p in params.items()}
-        for size, total, batch in self._chunks(loop):
+        for size, total, batch in self._chunks():
             chunk = {n: p.clone().requires_grad_(True) for n, p in params.items()}
             grads = torch.autograd.grad(loss_fn(chunk, batch), list(chunk.values()))
             for (name, _), g in zip(chunk.items(), grads):
                 gradient[name] += g * (size / total)
         partition = build_partition("canonical", list(model.named_parameters()))
         gbar, hbar = None, None
-        for size, total, batch in self._chunks(loop):
+        for size, total, batch in self._chunks():
             summary = hessian_summary(lambda p, b=batch: loss_fn(p, b), params, gradient, partition, third_order=False)
             weight = size / total
             gbar = summary.gbar * weight if gbar is None else gbar + summary.gbar * weight
@@ -76,14 +51,12 @@ class HbarProbe:
             for block, rows, cols in (("weight_weight", weights, weights), ("bias_bias", biases, biases),
                                       ("weight_bias", weights, biases)):
                 if rows and cols:
-                    images[f"{tag}/{block}"] = render_block(matrix[rows][:, cols], [labels[i] for i in rows],
-                                                            [labels[i] for i in cols], f"{tag} {block}")
+                    images[f"{tag}/{block}"] = render_heatmap(matrix[rows][:, cols], [labels[i] for i in rows],
+                                                              [labels[i] for i in cols], f"{tag} {block}")
         return images
 
     def before_epoch(self, loop) -> None:
-        if loop.dataset is None:
-            return
-        result = self.measure(loop)
+        result = self.measure(loop.model)
         loop.logger.images(self.images(result["hbar"], result["labels"]), loop.step)
         loop.logger.scalars({"probe/hbar_trace": float(result["hbar"].trace()),
                              "probe/hbar_min_eig": float(torch.linalg.eigvalsh(result["hbar"]).min())},

@@ -8,7 +8,8 @@ import re
 
 from ..errors import HooptError
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# hoopt/configs, from hoopt/runner/cli/
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
 CHECKED_GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")
 SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$")  # choice(...), range(...), glob(...): Hydra's own sweep syntax
 

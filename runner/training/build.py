@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import inspect
 import os
 import random
 
@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...models import MODELS, SYNTHETIC_MODELS, build_model
 from ..data import DATASETS, Dataset, load_dataset
+from ..tasks import ClassificationTask, SyntheticTask
 from ..errors import HooptError
 
 
@@ -67,7 +68,24 @@ def build_model_for(cfg: DictConfig, dataset: Dataset | None, device: torch.devi
     return model
 
 
-def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+def build_task(cfg: DictConfig, dataset: Dataset | None, model: torch.nn.Module, device: torch.device):
+    """The run's task (the one place that tells dataset-backed from synthetic runs); its generator decides the data
+    order and the synthetic stream and is seeded with the run's seed."""
+    t = cfg.trainer
+    generator = torch.Generator(device=device).manual_seed(int(cfg.seed))
+    l2 = float(cfg.model.l2)
+    if dataset is None:
+        steps_per_epoch = t.steps_per_epoch or max(1, (t.steps or 1000) // 20)
+        return SyntheticTask(model, generator, device, int(steps_per_epoch), l2)
+    try:
+        return ClassificationTask(dataset, int(t.batch_size), int(t.eval_batch_size), generator, device, l2)
+    except ValueError as error:  # e.g. a batch larger than the dataset
+        raise HooptError(f"{error}; change the setting or the dataset.") from None
+
+
+def build_optimizer(cfg: DictConfig, model: torch.nn.Module, dependencies: dict) -> torch.optim.Optimizer:
+    """``cls(model.named_parameters(), **hyperparameters, **dependencies)``: the dependencies passed are those the
+    constructor names (optimizers/protocol.py), so plain torch.optim classes receive none."""
     options = OmegaConf.to_container(cfg.optimizer, resolve=True)
     name = options.pop("name", "?")
     target = options.pop("_target_", None)
@@ -77,13 +95,10 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module) -> torch.optim.Opti
         cls = get_class(target)
     except Exception as error:  # a missing optional package, e.g. kfac-pytorch
         raise HooptError(f"optimizer '{name}' cannot be loaded: {error}") from None
-    for key, value in options.items():
-        if key in ("lr", "damping") and isinstance(value, (int, float)) and not (math.isfinite(value) and value > 0):
-            raise HooptError(f"optimizer.{key}={value} is invalid for {name}: it must be a positive number.")
-    named = getattr(cls, "wants_named_parameters", False)
-    params = list(model.named_parameters()) if named else model.parameters()
+    accepted = inspect.signature(cls).parameters
+    given = {key: value for key, value in dependencies.items() if key in accepted and key not in options}
     try:
-        return cls(params, **options)
+        return cls(model.named_parameters(), **options, **given)
     except ImportError as error:  # an optional package (kfac-pytorch): its message says how to install it
         raise HooptError(str(error).splitlines()[0]) from None
     except MemoryError as error:  # the optimizer's own estimate, which already says what to do

@@ -15,7 +15,7 @@ from .checkpoint import has_checkpoint, load_checkpoint, read_status, write_stat
 from .hparams import write_hparams
 
 
-def set_threads(requested) -> None:
+def set_threads(requested, n_jobs: int | None = None) -> None:
     """``auto``: all cores for a single run; under a parallel launcher (joblib's n_jobs), the cores divided among
     the jobs, so parallel jobs do not oversubscribe the machine."""
     import torch
@@ -23,28 +23,38 @@ def set_threads(requested) -> None:
     if requested not in (None, "auto"):
         torch.set_num_threads(int(requested))
         return
-    n_jobs = HydraConfig.get().launcher.get("n_jobs")
     if n_jobs:
         cores = os.cpu_count() or 1
         workers = cores if n_jobs < 0 else min(n_jobs, cores)
         torch.set_num_threads(max(1, cores // workers))
 
 
-def build_probes(cfg: DictConfig) -> list:
+def build_probes(cfg: DictConfig, task) -> list:
     if not cfg.probe.enabled:
         return []
     from ..analysis.hbar_probe import HbarProbe
+    from ..tasks import ClassificationTask
 
-    return [HbarProbe(cfg.probe.max_examples, int(cfg.probe.chunk_size))]
+    if not isinstance(task, ClassificationTask):
+        raise HooptError(f"probe.enabled=true measures Hbar on a training set, and model '{cfg.model.name}' has none; "
+                         f"drop the override or pick a dataset-backed model.")
+    return [HbarProbe(task, cfg.probe.max_examples, int(cfg.probe.chunk_size))]
 
 
-def run(cfg: DictConfig) -> dict:
-    """Train one run in ``hydra.run.dir`` (or the job's dir in a multirun). Returns the final status record."""
-    from .build import build_dataset, build_model_for, build_optimizer, pick_device, seed_everything
+def run(cfg: DictConfig, run_dir: str | None = None) -> dict:
+    """Train one run in ``run_dir``: by default Hydra's output dir (``hydra.run.dir``, or the job's dir in a
+    multirun); tests and scripts that compose a config themselves (presets.compose_config) pass it. Returns the
+    final status record."""
+    from .build import build_dataset, build_model_for, build_optimizer, build_task, pick_device, seed_everything
     from .logger import RunLogger
     from .loop import LoopSettings, TrainingLoop
 
-    run_dir = HydraConfig.get().runtime.output_dir
+    n_jobs = None
+    if run_dir is None:
+        hydra_config = HydraConfig.get()
+        run_dir = hydra_config.runtime.output_dir
+        n_jobs = hydra_config.launcher.get("n_jobs")
+    os.makedirs(run_dir, exist_ok=True)
     resume_state = None
     if cfg.resume not in (False, None, "false"):
         resume_state = load_checkpoint(run_dir)
@@ -55,38 +65,35 @@ def run(cfg: DictConfig) -> dict:
         raise HooptError(f"{run_dir} already holds a run's checkpoint; add resume=true to continue it, or choose "
                          f"another hydra.run.dir.")
 
-    set_threads(cfg.trainer.num_threads)
+    set_threads(cfg.trainer.num_threads, n_jobs)
     device = pick_device(str(cfg.trainer.device))
     seed_everything(int(cfg.seed), bool(cfg.trainer.deterministic))
     dataset = build_dataset(cfg)
     if dataset is not None:
         dataset = dataset.to(device)
     model = build_model_for(cfg, dataset, device)
-    optimizer = build_optimizer(cfg, model)
     t = cfg.trainer
+    if int(t.epochs) <= 0 and not t.steps:
+        raise HooptError(f"trainer.epochs={t.epochs} trains nothing; give a positive number of epochs.")
+    if int(t.batch_size) <= 0:
+        raise HooptError(f"trainer.batch_size={t.batch_size} is invalid; give a positive batch size.")
+    task = build_task(cfg, dataset, model, device)
+    optimizer = build_optimizer(cfg, model, task.dependencies(model))
     settings = LoopSettings(
-        epochs=int(t.epochs), steps=None if t.steps is None else int(t.steps), batch_size=int(t.batch_size),
+        epochs=int(t.epochs), steps=None if t.steps is None else int(t.steps),
         log_every=max(1, int(cfg.logger.log_every)), image_every=int(cfg.logger.image_every or 0),
-        eval_batch_size=int(t.eval_batch_size), steps_per_epoch=t.steps_per_epoch, checkpoint=bool(t.checkpoint),
-        progress=bool(t.progress), interrupt_after_epoch=t.interrupt_after_epoch,
+        checkpoint=bool(t.checkpoint), progress=bool(t.progress),
+        interrupt_after_epoch=t.get("interrupt_after_epoch"),
     )
-    if settings.epochs <= 0 and not settings.steps:
-        raise HooptError(f"trainer.epochs={settings.epochs} trains nothing; give a positive number of epochs.")
-    if settings.batch_size <= 0:
-        raise HooptError(f"trainer.batch_size={settings.batch_size} is invalid; give a positive batch size.")
+    probes = build_probes(cfg, task)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     logger = RunLogger(run_dir, resume_step=None if resume_state is None else resume_state["step"])
-    try:
-        loop = TrainingLoop(model, optimizer, dataset, settings, logger, run_dir, device, int(cfg.seed), config_yaml,
-                            l2=float(cfg.model.l2), probes=build_probes(cfg))
-    except ValueError as error:  # e.g. a batch larger than the dataset
-        logger.close()
-        raise HooptError(f"{error}; change the setting or the dataset.") from None
+    loop = TrainingLoop(model, optimizer, task, settings, logger, run_dir, device, config_yaml, probes=probes)
     if resume_state is not None:
         loop.load_state_dict(resume_state)
     write_status(run_dir, "running", epoch=loop.epoch, step=loop.step)
     print(f"hoopt: training {cfg.model.name} with {cfg.optimizer.name} on "
-          f"{dataset.name if dataset else 'its synthetic stream'} ({device}); logs and TensorBoard events in "
+          f"{task.description} ({device}); logs and TensorBoard events in "
           f"{os.path.abspath(run_dir)}", flush=True)
     started = time.perf_counter()
     try:
