@@ -33,6 +33,33 @@ def tiny_data(tmp_path_factory):
     return str(root)
 
 
+def compose(*overrides):
+    """The composed config of ``hoopt-train <overrides>``, from the package's configs, without running anything."""
+    from hydra import compose as hydra_compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_module(config_module="hoopt.configs", version_base="1.3"):
+        return hydra_compose(config_name="train", overrides=list(overrides))
+
+
+def train(overrides, run_dir):
+    """One run in this process, as ``hoopt-train <overrides> hydra.run.dir=<run_dir>`` would do it (what the console
+    script adds, command-line checks and one-sentence errors, is tested through the script itself)."""
+    from hoopt.runner.training.run import run
+
+    return run(compose("trainer.progress=false", *overrides), run_dir=str(run_dir))
+
+
+@pytest.fixture(autouse=True)
+def _tiny_cifar_files_pass_the_checksum(monkeypatch):
+    """The tiny CIFAR-10 files the tests write cannot match torchvision's fixed MD5 sums (subprocesses get the same
+    switch from support/sitecustomize.py)."""
+    import torchvision.datasets.cifar as cifar
+
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+
+
 def run_cli(args, cwd, script="hoopt-train", check=True, timeout=900):
     """Runs a console script in a subprocess, the way a user does; returns the CompletedProcess."""
     env = {**os.environ, "PYTHONPATH": SUPPORT, "HOOPT_TEST_SKIP_CIFAR_MD5": "1", "HYDRA_FULL_ERROR": "0"}

@@ -1,11 +1,12 @@
-"""End to end through the real console script, in subprocesses, on tiny data."""
+"""End to end on tiny data: through the real console script in subprocesses where the script itself is what is
+tested (its output, exit codes, one-sentence errors, multirun sweeps), in-process (conftest.train) otherwise."""
 
 import os
 
 import pytest
 import torch
 
-from conftest import read_metrics, read_status, run_cli, tensorboard_tags
+from conftest import read_metrics, read_status, run_cli, tensorboard_tags, train
 
 EPOCH_TAGS = {"train/epoch_loss", "train/eval_loss", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc",
               "memory/peak_mb"}
@@ -95,10 +96,10 @@ def test_every_model_with_every_optimizer(tmp_path, tiny_data):
 def test_resume_reaches_the_same_parameters(tmp_path, optimizer):
     common = ["dataset=digits", f"optimizer={optimizer}", "trainer.epochs=4", "seed=3", "+model.kwargs.hidden=[64,32]"]
     full, part = tmp_path / "full", tmp_path / "part"
-    run_cli([*common, f"hydra.run.dir={full}"], cwd=tmp_path)
-    run_cli([*common, f"hydra.run.dir={part}", "trainer.interrupt_after_epoch=3"], cwd=tmp_path)  # NewtonSummary active from step 30
+    train(common, full)
+    train([*common, "++trainer.interrupt_after_epoch=3"], part)  # NewtonSummary active from step 30
     assert read_status(part)["status"] == "running"  # as a killed run leaves it
-    run_cli([*common, f"resume={part}"], cwd=tmp_path)
+    train([*common, "resume=true"], part)
     assert read_status(part)["status"] == "completed"
     a = torch.load(full / "checkpoint.pt", weights_only=False)
     b = torch.load(part / "checkpoint.pt", weights_only=False)
@@ -114,7 +115,8 @@ def test_divergence_is_recorded_and_exits_zero(tmp_path):
                    cwd=tmp_path)
     assert proc.returncode == 0 and "DIVERGED" in proc.stdout
     status = read_status(run_dir)
-    assert status["status"] == "diverged" and "inf" in status["message"] or "nan" in status["message"]
+    assert status["status"] == "diverged", status
+    assert "inf" in status["message"] or "nan" in status["message"], status
     assert any(m.get("train/diverged") == 1.0 for m in read_metrics(run_dir))
 
 
@@ -154,8 +156,8 @@ def test_corrupted_checkpoint_is_one_clear_sentence(tmp_path):
 
 def test_newton_summary_logs_step_sizes_and_hbar_heatmaps(tmp_path):
     run_dir = tmp_path / "ns"
-    run_cli(["dataset=digits", "optimizer=newton_summary", "trainer.epochs=4", "logger.image_every=40",
-             "+model.kwargs.hidden=[64,32]", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    train(["dataset=digits", "optimizer=newton_summary", "trainer.epochs=4", "logger.image_every=40",
+           "+model.kwargs.hidden=[64,32]"], run_dir)
     acc = tensorboard_tags(str(run_dir))
     scalars = set(acc.Tags()["scalars"])
     assert {"lr/f1.weight", "lr/f3.bias", "newton_summary/lambda_1"} <= scalars, scalars
@@ -165,8 +167,7 @@ def test_newton_summary_logs_step_sizes_and_hbar_heatmaps(tmp_path):
 
 def test_lodo_logs_its_hessian_error_on_the_bowl(tmp_path):
     run_dir = tmp_path / "bowl"
-    run_cli(["model=noisy_quadratic", "optimizer=lodo", "trainer.steps=2000", "logger.log_every=100",
-             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    train(["model=noisy_quadratic", "optimizer=lodo", "trainer.steps=2000", "logger.log_every=100"], run_dir)
     acc = tensorboard_tags(str(run_dir))
     errors = [e.value for e in acc.Scalars("lodo/hessian_error")]
     assert len(errors) == 2 and 0 < errors[-1] < 1  # every 1000 steps (model.paper.lodo.hessian_error_every)
