@@ -1,4 +1,5 @@
-"""The NewtonSummary papers' initialisation (SPEC 1.5): W ~ N(0, sigma_w^2 / fan_in), b = 0."""
+"""The NewtonSummary papers' initialisation, W ~ N(0, sigma_w^2 / fan_in) and b = 0 (arXiv:2312.03885;
+docs/methods/newton_summary.md, "The papers' experiments")."""
 
 import math
 

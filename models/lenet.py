@@ -1,4 +1,5 @@
-"""LeNet-5 as in the NewtonSummary papers (SPEC 1.5): tanh, max-pooling, no normalisation."""
+"""LeNet-5 as in the NewtonSummary papers (arXiv:2312.03885, 2024 version, Section 6.2): tanh, max-pooling, no
+normalisation."""
 
 from torch import nn
 

@@ -1,4 +1,5 @@
-"""Fully connected networks of the NewtonSummary papers: MLP, BigMLP and VBigMLP (SPEC 1.5)."""
+"""Fully connected networks of the NewtonSummary papers: MLP, BigMLP and VBigMLP (arXiv:2312.03885, 2024 version,
+Section 6.2 and Appendix 0.H; docs/methods/newton_summary.md)."""
 
 import math
 
@@ -42,5 +43,5 @@ def bigmlp(input_shape=(3, 32, 32), num_classes=10, depth=20, width=1024, sigma_
 
 
 def vbigmlp(input_shape=(3, 32, 32), num_classes=10, depth=100, width=1024, sigma_w=math.sqrt(2)):
-    """The very deep variant, 3072 -> 100 x 1024 -> 10 (Appendix G)."""
+    """The very deep variant, 3072 -> 100 x 1024 -> 10 (2024 version, Appendix 0.H; Appendix G in 2023)."""
     return PaperMLP(input_shape, num_classes, [width] * depth, nn.ELU(), sigma_w)

@@ -1,4 +1,5 @@
-"""The LODO paper's autoregressive MNIST generator (SPEC 2.1), 94,696 parameters.
+"""The LODO paper's autoregressive MNIST generator (arXiv:2210.06171, Section 5.3 and Appendix F.2;
+docs/methods/lodo.md), 94,696 parameters.
 
 Input: the 5-channel encoding built by ``hoopt.runner.data.mnist_pixels`` (28 x 28); output: 256 logits for
 the value of the query pixel. Five stages of four residual blocks, each stage ending in 2 x 2 average pooling
@@ -36,6 +37,7 @@ def avg_pool_zero_padded(x):
 class PixelCNN(nn.Module):
     def __init__(self, input_shape=(5, 28, 28), num_classes=256, channels=20, stages=5, blocks_per_stage=4):
         super().__init__()
+        # 1x1: the paper's prose says 3x3, but its parameter count (94,696) is that of a 1x1 stem (3x3: 95,496).
         self.stem = nn.Conv2d(input_shape[0], channels, 1)
         self.stages = nn.ModuleList(
             nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks_per_stage)]) for _ in range(stages)

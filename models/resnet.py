@@ -1,5 +1,5 @@
-"""ResNet-18, CIFAR variant (LODO paper, SPEC 2.1): torchvision's ResNet-18 with a 3x3 stride-1 stem and
-no max-pool, 11,173,962 parameters for 10 classes. Default torchvision initialisation."""
+"""ResNet-18, CIFAR variant (LODO paper, arXiv:2210.06171, Section 5.4): torchvision's ResNet-18 with a 3x3
+stride-1 stem and no max-pool, 11,173,962 parameters for 10 classes. Default torchvision initialisation."""
 
 from torch import nn
 from torchvision.models import resnet18 as torchvision_resnet18

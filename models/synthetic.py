@@ -1,4 +1,5 @@
-"""Synthetic objectives of the LODO paper (SPEC 2.1). Their forward returns the scalar loss directly;
+"""Synthetic objectives of the LODO paper (arXiv:2210.06171, Sections 5.1 and 5.2; docs/methods/lodo.md). Their
+forward returns the scalar loss directly;
 ``optimum_loss`` is the analytic value the runner logs next to the loss."""
 
 import math
@@ -14,7 +15,7 @@ def geometric_spectrum(n, smallest, largest):
 class NoisyQuadraticBowl(nn.Module):
     """1/2 (x - c)^T H (x - c) with H = U diag(lambda) U^T, lambda geometric in [smallest, largest], U random
     orthogonal (fixed by ``seed``), x_0 = 0. The centre c is a random walk supplied as the batch by the data
-    stream (``hoopt.runner.data.synthetic``): c takes an N(0, sigma^2 I) step at every evaluation, so the best
+    stream (``hoopt.runner.tasks.synthetic``): c takes an N(0, sigma^2 I) step at every evaluation, so the best
     achievable expected loss (Newton's, x = current c) is 1/2 sigma^2 tr H (7.41 for the paper's bowl)."""
 
     def __init__(self, dim=100, smallest=1e-3, largest=1.0, noise_std=1.0, seed=0):
@@ -34,7 +35,7 @@ class NoisyQuadraticBowl(nn.Module):
 
 
 class Rosenbrock(nn.Module):
-    """f(x, y) = a (1 - x)^2 + (y - x^2)^2 with a = 0.01 (SPEC 2.1), start (-0.5, 2), minimum 0 at (1, 1)."""
+    """f(x, y) = a (1 - x)^2 + (y - x^2)^2 with a = 0.01 (Appendix G), start (-0.5, 2), minimum 0 at (1, 1)."""
 
     def __init__(self, a=0.01, start=(-0.5, 2.0)):
         super().__init__()

@@ -1,5 +1,5 @@
-"""VGG-11' of the NewtonSummary papers (SPEC 1.5): VGG-11 convolutions without normalisation,
-ELU, global average pooling and a single Linear(512, classes) head."""
+"""VGG-11' of the NewtonSummary papers (arXiv:2312.03885, 2024 version, Section 6.2): VGG-11 convolutions
+without normalisation, ELU, global average pooling and a single Linear(512, classes) head."""
 
 import math
 

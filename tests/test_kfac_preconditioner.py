@@ -1,6 +1,8 @@
-"""K-FAC's damped preconditioner, KL clipping and update against dense Kronecker formulas (float64)."""
+"""K-FAC's damped preconditioner, KL clipping and update against dense Kronecker formulas (float64), and its
+argument checks (docs/methods/kfac.md)."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -159,25 +161,38 @@ def test_diagnostics_report_damping_step_norm_and_inversion_time():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(lr=-0.1), "lr must be positive, got -0.1"),
-        (dict(momentum=1.0), "momentum must be in [0, 1)"),
-        (dict(stat_decay=1.5), "stat_decay must be in [0, 1)"),
-        (dict(damping=0.0), "damping must be positive"),
-        (dict(kl_clip=-1.0), "kl_clip must be positive"),
-        (dict(weight_decay=-1.0), "weight_decay must be non-negative"),
-        (dict(cov_update_every=0), "cov_update_every must be a positive integer"),
-        (dict(inv_update_every=2.5), "inv_update_every must be a positive integer"),
-        (dict(fisher="exact"), "fisher must be one of"),
+        (dict(lr=-0.1), "lr must be a positive number, got -0.1"),
+        (dict(lr=math.nan), "lr must be a finite number, got nan"),
+        (dict(lr="0.01"), "lr must be a number, got '0.01' (type str)"),
+        (dict(momentum=1.0), "momentum must be a number in [0, 1), got 1.0"),
+        (dict(stat_decay=1.5), "stat_decay must be a number in [0, 1)"),
+        (dict(damping=0.0), "damping must be a positive number"),
+        (dict(damping=math.inf), "damping must be a finite number, got inf"),
+        (dict(kl_clip=-1.0), "kl_clip (or None to disable it) must be a positive number"),
+        (dict(weight_decay=-1.0), "weight_decay must be a non-negative number"),
+        (dict(cov_update_every=0), "cov_update_every must be a whole number >= 1"),
+        (dict(inv_update_every=2.5), "inv_update_every must be a whole number, got 2.5"),
+        (dict(inv_update_every="100"), "inv_update_every must be a whole number, got '100' (type str)"),
+        (dict(fisher="exact"), "fisher must be one of 'true', 'empirical', got 'exact'"),
         (dict(inverse_method="svd"), "inverse_method must be one of"),
         (dict(damping_style="kronecker"), "damping_style='kronecker' needs inverse_method='eigen'"),
+        (dict(seed=1.5), "seed must be a whole number, got 1.5"),
+        (dict(classifier="yes"), "classifier must be true or false"),
     ],
 )
 def test_invalid_arguments_are_rejected_with_a_clear_message(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         KFAC(Net(), **kwargs)
 
 
-def test_step_without_a_model_says_how_to_register_one():
-    opt = KFAC(Net().parameters(), lr=0.1)
-    with pytest.raises(RuntimeError, match="register_model"):
-        opt.step(lambda: None)
+def test_hyperparameters_live_in_the_param_groups():
+    opt = KFAC(Net(), lr=0.2, kl_clip=None, cov_update_every=3, inv_update_every=7, inverse_method="eigen",
+               damping_style="kronecker", seed=11)
+    group = opt.param_groups[0]
+    expected = dict(lr=0.2, kl_clip=None, cov_update_every=3, inv_update_every=7, fisher="true",
+                    inverse_method="eigen", damping_style="kronecker", seed=11, momentum=0.9, stat_decay=0.95,
+                    damping=0.03, weight_decay=0.003)
+    assert {key: group[key] for key in expected} == expected
+    assert opt.state_dict()["param_groups"][0]["inv_update_every"] == 7
+    assert opt.visuals() == {}
+    opt.on_epoch_end(1.0)  # nothing per epoch

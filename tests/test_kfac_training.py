@@ -1,6 +1,8 @@
 """K-FAC trains the paper networks and a ResNet-18 slice (BatchNorm, bias-free convs, in-place ReLU) and
-resumes exactly from its state_dict; configs and the loop's bind protocol build it correctly."""
+resumes exactly from its state_dict; configs build it the way the runner does (optimizers/protocol.py), its
+hyperparameters live in param_groups."""
 
+import copy
 import io
 import os
 
@@ -13,7 +15,7 @@ from torchvision.models.resnet import BasicBlock
 
 from hoopt.models import build_model
 from hoopt.optimizers.kfac import KFAC
-from hoopt.optimizers.protocol import TrainingContext
+from hoopt.runner.training.build import build_optimizer
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -105,16 +107,18 @@ def test_state_dict_round_trip_resumes_exactly(make, inverse_method):
         assert torch.equal(a, b), name
 
 
-def test_load_before_registration_restores_the_generator():
+def test_load_state_dict_restores_the_generator_of_an_optimizer_built_from_named_parameters():
     torch.manual_seed(2)
     model = build_model("lenet")
     opt = KFAC(model, lr=0.01, cov_update_every=1)
     _train(model, opt, _batches((3, 32, 32), 2, batch=4))
     state = opt.state_dict()
-    late = KFAC(list(model.parameters()), lr=0.01, cov_update_every=1)
+    twin = copy.deepcopy(model)
+    late = KFAC(twin.named_parameters(), lr=0.01, cov_update_every=1, seed=99, model=twin)
+    assert not torch.equal(late.generator.get_state(), opt.generator.get_state())
     late.load_state_dict(state)
-    late.register_model(model)
     assert torch.equal(late.generator.get_state(), opt.generator.get_state())
+    assert late.param_groups[0]["seed"] == opt.param_groups[0]["seed"]  # the checkpoint's, like every value
 
 
 def test_step_without_closure_matches_step_with_closure():
@@ -134,26 +138,28 @@ def test_step_without_closure_matches_step_with_closure():
         assert torch.equal(a, b)
 
 
-def _context(model, is_classifier):
-    return TrainingContext(model=model, param_names=[n for n, _ in model.named_parameters()],
-                           functional_loss=None, sample_batch=None, outputs=model, is_classifier=is_classifier,
-                           device=torch.device("cpu"))
-
-
-def test_bind_registers_the_model_and_non_classifiers_use_the_empirical_fisher():
+def test_non_classifiers_use_the_empirical_fisher():
     model = build_model("lenet")
-    opt = KFAC(model.parameters(), lr=0.01)
-    opt.bind(_context(model, is_classifier=True))
+    opt = KFAC(model.named_parameters(), lr=0.01, model=model)
     assert opt._capture.fisher == "true" and len(opt._layers) == 5
-    opt.bind(_context(model, is_classifier=False))  # re-binding replaces the hooks
-    assert opt._capture.fisher == "empirical"
+    assert opt.param_groups[0]["param_names"] == [n for n, _ in model.named_parameters()]
+    model = build_model("lenet")
+    opt = KFAC(model.named_parameters(), lr=0.01, model=model, classifier=False)
+    assert opt.param_groups[0]["fisher"] == "empirical" and opt._capture.fisher == "empirical"
     _train(model, opt, _batches((3, 32, 32), 2, batch=4))
     bowl = build_model("noisy_quadratic")
-    opt = KFAC(bowl.parameters(), lr=0.1)
-    opt.bind(_context(bowl, is_classifier=False))  # no Linear/Conv2d: plain SGD with momentum
+    opt = KFAC(bowl.named_parameters(), lr=0.1, model=bowl, classifier=False)  # no Linear/Conv2d: SGD + momentum
     centre = torch.zeros(100)
     for _ in range(3):
         opt.step(lambda: (opt.zero_grad(), bowl(centre).backward()))
+
+
+def test_needs_the_model_at_construction():
+    model = build_model("mlp")
+    with pytest.raises(ValueError, match="KFAC needs the model"):
+        KFAC(model.named_parameters(), lr=0.01)
+    with pytest.raises(ValueError, match="another one as model"):
+        KFAC(model, lr=0.01, model=build_model("mlp"))
 
 
 def test_true_fisher_on_a_model_without_logits_says_what_to_do():
@@ -176,14 +182,65 @@ def _composed(*overrides):
 
 
 def test_config_builds_kfac_with_the_paper_values():
-    from hoopt.runner.training.build import build_optimizer
-
+    model = build_model("lenet")
     cfg = _composed("optimizer=kfac", "model=lenet", "seed=5")
-    opt = build_optimizer(cfg, build_model("lenet"))
+    opt = build_optimizer(cfg, model, {"model": model, "classifier": True})
     assert isinstance(opt, KFAC)
     group = opt.param_groups[0]
     assert (group["momentum"], group["stat_decay"], group["damping"], group["weight_decay"]) == (0.9, 0.95, 0.03, 0.003)
-    assert (opt.kl_clip, opt.cov_update_every, opt.inv_update_every, opt.fisher, opt.seed) == (0.01, 10, 100, "true", 5)
-    cfg = _composed("optimizer=kfac", "model=lenet", "+model.paper.kfac.lr=0.2", "optimizer.inverse_method=eigen")
-    opt = build_optimizer(cfg, build_model("lenet"))
-    assert opt.param_groups[0]["lr"] == 0.2 and opt.inverse_method == "eigen"
+    assert (group["kl_clip"], group["cov_update_every"], group["inv_update_every"], group["fisher"], group["seed"]) == (
+        0.01, 10, 100, "true", 5)
+    model = build_model("lenet")
+    cfg = _composed("optimizer=kfac", "model=lenet", "optimizer.lr=0.2", "optimizer.inverse_method=eigen")
+    group = build_optimizer(cfg, model, {"model": model}).param_groups[0]
+    assert group["lr"] == 0.2 and group["inverse_method"] == "eigen"
+
+
+# -- hyperparameters in param_groups ---------------------------------------------------------------------
+def test_changing_the_covariance_period_in_param_groups_changes_when_factors_are_captured():
+    torch.manual_seed(4)
+    model = small_vgg()
+    opt = KFAC(model, lr=0.05, cov_update_every=10, inv_update_every=1, seed=0)
+    batches = _batches((3, 8, 8), 4, batch=8, seed=4)
+    _train(model, opt, batches[:1])  # step 0 captures
+    layer = opt._layers[0]
+    after_first = opt.state[layer.weight]["kfac_A"].clone()
+    _train(model, opt, batches[1:2])  # step 1: not a covariance step with T_cov = 10
+    assert torch.equal(opt.state[layer.weight]["kfac_A"], after_first)
+    opt.param_groups[0]["cov_update_every"] = 1
+    _train(model, opt, batches[2:3])
+    assert not torch.equal(opt.state[layer.weight]["kfac_A"], after_first)
+
+
+def test_inverse_method_takes_effect_at_the_next_inverse_refresh():
+    torch.manual_seed(5)
+    model = small_vgg()
+    opt = KFAC(model, lr=0.05, cov_update_every=1, inv_update_every=2, seed=0)
+    batches = _batches((3, 8, 8), 3, batch=8, seed=5)
+    _train(model, opt, batches[:1])
+    state = opt.state[opt._layers[0].weight]
+    assert "kfac_A_inv" in state
+    opt.param_groups[0]["inverse_method"] = "eigen"
+    _train(model, opt, batches[1:2])  # no refresh on step 1: the inverses of step 0 still serve
+    assert "kfac_A_inv" in state and "kfac_A_vecs" not in state
+    _train(model, opt, batches[2:3])
+    assert "kfac_A_vecs" in state and "kfac_A_inv" not in state
+
+
+def _conv_and_other_groups(model, **conv_options):
+    convs = [p for m in model.modules() if isinstance(m, nn.Conv2d) for p in m.parameters()]
+    others = [p for p in model.parameters() if all(p is not q for q in convs)]
+    return [{"params": convs, **conv_options}, {"params": others}]
+
+
+def test_shared_settings_must_agree_across_parameter_groups():
+    model = small_vgg()
+    opt = KFAC(_conv_and_other_groups(model, lr=0.1), lr=0.05, model=model)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.05]  # per-group values are fine
+    assert len(opt._layers) == 3  # two convs in one group, the Linear layer in the other
+    other = small_vgg()
+    with pytest.raises(ValueError, match="kl_clip must be the same in every parameter group"):
+        KFAC(_conv_and_other_groups(other, kl_clip=0.1), lr=0.05, model=other)
+    opt.param_groups[1]["cov_update_every"] = 3
+    with pytest.raises(ValueError, match="cov_update_every must be the same"):
+        opt.step(lambda: None)

@@ -1,10 +1,9 @@
-"""LODO's ablations (SPEC 2): each preconditioner's structure at initialisation, and their configs."""
+"""LODO's ablations (Liao et al., Section 5.3; docs/methods/lodo.md): each preconditioner's structure at
+initialisation, and their configs."""
 
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from hydra.utils import get_class
-from omegaconf import OmegaConf
 
 import hoopt.configs
 from hoopt.optimizers.lodo import (
@@ -14,6 +13,7 @@ from hoopt.optimizers.lodo import (
     ResidualPermutationPreconditioner,
     dense_residual_permutation_operator,
 )
+from hoopt.runner.training.build import build_optimizer
 
 F64 = torch.float64
 
@@ -81,7 +81,8 @@ def test_no_momentum_and_sgd_ablations_are_options():
     assert LODO(params(4)).meta_optimizer.defaults["eps"] == 1e-7
 
 
-CONFIGS = {
+CONFIGS = hoopt.configs.__path__[0]
+IMAGE_GENERATION = {  # the LODO paper's values (Appendix E, Table 6), composed from optimizer/ and tuned/
     "lodo": dict(preconditioner="blocks", depth=16, meta_optimizer="adam", lr=0.08459, meta_lr=7.946e-6, beta=0.9343),
     "lodo_diagonal": dict(preconditioner="diagonal", meta_optimizer="adam", lr=0.1325, meta_lr=5.196e-4, beta=0.986),
     "lodo_global": dict(preconditioner="global", meta_optimizer="adam", lr=0.05583, meta_lr=7.946e-6, beta=0.9525),
@@ -93,31 +94,28 @@ CONFIGS = {
 }
 
 
-def compose_optimizer(name, overrides=()):
-    config_dir = hoopt.configs.__path__[0]
-    with initialize_config_dir(config_dir=config_dir, version_base=None):
-        cfg = compose(config_name=None, overrides=[f"+optimizer={name}", "+seed=5", *overrides])
-    return OmegaConf.to_container(cfg.optimizer, resolve=True)
+def composed(*overrides):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides))
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(IMAGE_GENERATION))
 def test_configs_hold_the_image_generator_values_and_build(name):
-    options = compose_optimizer(name)
-    assert options.pop("name") == name
-    cls = get_class(options.pop("_target_"))
-    for key, value in CONFIGS[name].items():
-        assert options[key] == pytest.approx(value) if isinstance(value, float) else options[key] == value
-    opt = cls(params(10), **options)  # every key is a constructor argument
-    assert opt.kind == CONFIGS[name]["preconditioner"] and opt.seed == 5
+    cfg = composed("model=pixelcnn", f"optimizer={name}", "seed=5")
+    assert cfg.optimizer.name == name
+    model = torch.nn.Linear(3, 2)
+    opt = build_optimizer(cfg, model, {"hessian": None, "model": model})  # every key is a constructor argument
+    group = opt.param_groups[0]
+    for key, value in IMAGE_GENERATION[name].items():
+        assert group[key] == pytest.approx(value) if isinstance(value, float) else group[key] == value
+    assert opt.kind == IMAGE_GENERATION[name]["preconditioner"] and group["seed"] == 5
+    assert group["param_names"] == ["weight", "bias"]
 
 
-def test_configs_read_the_models_paper_values():
-    bowl = ["+model.paper.lodo.lr=0.27", "+model.paper.lodo.meta_lr=9.6e-4", "+model.paper.lodo.beta=0.195",
-            "+model.paper.lodo.hessian_error_every=1000"]
-    options = compose_optimizer("lodo", bowl)
-    read = (options["lr"], options["meta_lr"], options["beta"], options["hessian_error_every"])
-    assert read == (0.27, 9.6e-4, 0.195, 1000)
-    # ablations without their own tuned value fall back to LODO's value for that model
-    assert compose_optimizer("lodo_no_momentum", bowl)["lr"] == 0.27
-    assert compose_optimizer("lodo_global", bowl)["meta_lr"] == 9.6e-4
-    assert compose_optimizer("lodo_diagonal", ["+model.paper.lodo_diagonal.beta=0.5"])["beta"] == 0.5
+def test_tuned_values_follow_the_task_and_the_ablations_inherit_them():
+    options = composed("model=noisy_quadratic", "optimizer=lodo").optimizer
+    assert (options.lr, options.meta_lr, options.beta, options.hessian_error_every) == (0.27, 9.6e-4, 0.195, 1000)
+    # ablations the paper did not tune on the bowl run at LODO's values for it
+    assert composed("model=noisy_quadratic", "optimizer=lodo_no_momentum").optimizer.lr == 0.27
+    assert composed("model=noisy_quadratic", "optimizer=lodo_global").optimizer.meta_lr == 9.6e-4
+    assert composed("model=pixelcnn", "optimizer=lodo_diagonal", "optimizer.beta=0.5").optimizer.beta == 0.5

@@ -1,5 +1,8 @@
 """LODO's memory estimate and its refusal to start when the device lacks the memory (before allocating)."""
 
+import io
+import os
+
 import pytest
 import torch
 
@@ -39,9 +42,28 @@ def test_memory_shrinks_for_ablations_and_sgd():
         lodo_memory_bytes(n, preconditioner="dense")
 
 
-def test_available_memory_on_the_cpu_is_known():
+def test_available_memory_on_the_cpu_is_memavailable_in_bytes(monkeypatch):
+    meminfo = "MemTotal:       16000000 kB\nMemFree:         1000000 kB\nMemAvailable:    7654321 kB\n"
+    monkeypatch.setattr(memory, "open", lambda path: io.StringIO(meminfo), raising=False)
+    assert available_memory_bytes("cpu") == 7654321 * 1024
+
+
+def test_available_memory_without_meminfo_or_on_an_unknown_device_is_unknown(monkeypatch):
+    assert available_memory_bytes("meta") is None
+
+    def missing(path):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(memory, "open", missing, raising=False)
+    assert available_memory_bytes("cpu") is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/meminfo"), reason="the CPU's free memory comes from /proc/meminfo")
+def test_available_memory_on_this_machine_is_between_zero_and_the_total():
+    with open("/proc/meminfo") as meminfo:
+        total = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal:"))
     free = available_memory_bytes("cpu")
-    assert free is None or free > 0
+    assert isinstance(free, int) and 0 < free <= total
 
 
 def test_too_large_a_model_fails_with_a_clear_message_before_allocating(monkeypatch):

@@ -1,8 +1,9 @@
-"""The LODO optimizer (SPEC 2): step, hypergradient through one explicit step, resume, checks, diagnostics."""
+"""The LODO optimizer (Liao et al., Section 3; docs/methods/lodo.md): step, hypergradient through one explicit
+step, resume, hyperparameters in param_groups, argument checks, diagnostics."""
 
 import copy
 import io
-import types
+import math
 
 import pytest
 import torch
@@ -158,16 +159,23 @@ def test_load_rejects_a_state_of_other_settings():
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(lr=-0.1), "lr must be positive, got -0.1"),
-    (dict(meta_lr=-1.0), "meta_lr must be non-negative"),
-    (dict(beta=1.0), "beta must be in"),
-    (dict(block_size=0), "block_size must be a positive integer"),
-    (dict(depth=0), "depth must be a positive integer"),
-    (dict(preconditioner="dense"), "preconditioner must be one of"),
-    (dict(meta_optimizer="rmsprop"), "meta_optimizer must be one of"),
+    (dict(lr=-0.1), "lr must be a positive number, got -0.1"),
+    (dict(lr=math.nan), "lr must be a finite number, got nan"),
+    (dict(lr="0.1"), r"lr must be a number, got '0.1' \(type str\)"),
+    (dict(meta_lr=-1.0), "meta_lr must be a non-negative number"),
+    (dict(meta_lr=math.inf), "meta_lr must be a finite number, got inf"),
+    (dict(beta=1.0), r"beta must be a number in \[0, 1\), got 1.0"),
+    (dict(block_size=0), "block_size must be a whole number >= 1, got 0"),
+    (dict(block_size="4"), r"block_size must be a whole number, got '4' \(type str\)"),
+    (dict(depth=0), "depth must be a whole number >= 1"),
+    (dict(depth=2.0), "depth must be a whole number, got 2.0"),
+    (dict(preconditioner="dense"), "preconditioner must be one of 'blocks', "),
+    (dict(meta_optimizer="rmsprop"), "meta_optimizer must be one of 'adam', 'sgd', got 'rmsprop'"),
     (dict(meta_betas=(0.9,)), "meta_betas must be two numbers"),
-    (dict(meta_eps=0.0), "meta_eps must be positive"),
+    (dict(meta_eps=0.0), "meta_eps must be a positive number"),
     (dict(hessian_error_every=-1), "hessian_error_every"),
+    (dict(seed=True), r"seed must be a whole number, got True \(type bool\)"),
+    (dict(check_memory="no"), "check_memory must be true or false"),
 ])
 def test_invalid_arguments_raise_clear_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -178,6 +186,8 @@ def test_one_parameter_group_only_and_frozen_parameters_stay_put():
     model = tiny_model()
     with pytest.raises(ValueError, match="single parameter group"):
         LODO([{"params": model[0].parameters()}, {"params": model[2].parameters()}])
+    named = LODO(model.named_parameters(), depth=3)  # named parameters too, as the runner passes them
+    assert named.param_groups[0]["param_names"] == ["0.weight", "0.bias", "2.weight", "2.bias"]
     model[0].weight.requires_grad_(False)
     frozen = model[0].weight.clone()
     opt = make_lodo(model)
@@ -200,13 +210,13 @@ def test_plain_step_without_closure_uses_existing_gradients():
     assert torch.equal(flat(model), flat(twin))
 
 
-def test_diagnostics_and_hessian_error_from_bound_context():
+def test_diagnostics_and_hessian_error_from_the_hessian_given_at_construction():
     n = 6
     h = torch.diag(torch.linspace(0.5, 2.0, n, dtype=F64))
     x = torch.nn.Parameter(torch.zeros(n, dtype=F64))
-    opt = LODO([x], lr=0.3, meta_lr=1e-3, beta=0.5, depth=3, hessian_error_every=2)
-    opt.bind(types.SimpleNamespace(extras={"hessian": h}))
-    assert opt.diagnostics() == {}
+    opt = LODO([x], lr=0.3, meta_lr=1e-3, beta=0.5, depth=3, hessian_error_every=2, hessian=h)
+    assert opt.diagnostics() == {} and opt.visuals() == {}
+    opt.on_epoch_end(1.0)  # nothing to do per epoch
     centre = torch.ones(n, dtype=F64)
     for step in range(4):
         before = x.detach().clone()
@@ -231,5 +241,41 @@ def test_hessian_error_metric():
     assert hessian_approximation_error(torch.zeros(3, 3, dtype=F64), h, probes) == pytest.approx(1.0)
     # 1/2 G: (I - G H) = I / 2, so the error is exactly 1/2 for every unit probe
     assert hessian_approximation_error(0.5 * torch.linalg.inv(h), h, probes) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="set_hessian"):
+    with pytest.raises(ValueError, match="hessian=H"):
         make_lodo(tiny_model()).hessian_error()
+    with pytest.raises(ValueError, match=r"hessian must be \(6, 6\)"):
+        LODO([torch.nn.Parameter(torch.zeros(6, dtype=F64))], depth=3, hessian=torch.eye(5))
+
+
+# -- hyperparameters in param_groups ---------------------------------------------------------------------
+def test_hyperparameters_live_in_the_param_group():
+    opt = make_lodo(tiny_model(), block_size=2, hessian_error_every=5)
+    group = opt.param_groups[0]
+    assert {key: group[key] for key in ("lr", "meta_lr", "beta", "block_size", "depth", "preconditioner",
+                                        "meta_optimizer", "seed", "hessian_error_every")} == dict(
+        lr=0.1, meta_lr=1e-3, beta=0.7, block_size=2, depth=3, preconditioner="blocks", meta_optimizer="adam",
+        seed=0, hessian_error_every=5)
+    assert group["meta_betas"] == (0.9, 0.999) and group["meta_eps"] == 1e-7
+    assert LODO(tiny_model().parameters(), preconditioner="residuals").param_groups[0]["depth"] == 64  # default N
+    assert opt.state_dict()["param_groups"][0]["block_size"] == 2
+
+
+def test_beta_and_meta_settings_are_read_from_the_group_at_each_step():
+    data = [batch(seed) for seed in range(4)]
+    changed_model, built_model = tiny_model(), tiny_model()
+    changed = make_lodo(changed_model)
+    built = make_lodo(built_model, beta=0.3, meta_lr=5e-3, meta_betas=(0.5, 0.9), meta_eps=1e-5)
+    changed.param_groups[0].update(beta=0.3, meta_lr=5e-3, meta_betas=(0.5, 0.9), meta_eps=1e-5)
+    for d in data:
+        changed.step(closure_for(changed_model, changed, d))
+        built.step(closure_for(built_model, built, d))
+    assert torch.equal(flat(changed_model), flat(built_model))
+    assert changed.meta_optimizer.param_groups[0]["betas"] == (0.5, 0.9)
+
+
+def test_structural_settings_cannot_change_after_construction():
+    model = tiny_model()
+    opt = make_lodo(model)
+    opt.param_groups[0]["block_size"] = 8
+    with pytest.raises(ValueError, match="block_size is fixed at construction"):
+        opt.step(closure_for(model, opt, batch(0)))

@@ -1,4 +1,5 @@
-"""Partitions (SPEC 1.4): subset counts on the paper networks, readable names, clear errors."""
+"""Partitions (Appendix 0.J, docs/methods/newton_summary.md): subset counts on the paper networks, readable
+names, clear errors."""
 
 import pytest
 
@@ -70,4 +71,5 @@ def test_clear_errors():
         build_partition("blocks-x", names)
     model = build_model("mlp")
     with pytest.raises(ValueError, match="blocks-50"):
-        NewtonSummary(model.named_parameters(), partition="blocks-50")
+        NewtonSummary(model.named_parameters(), partition="blocks-50",
+                      summary_loss=lambda params: sum(p.sum() for p in params.values()))

@@ -1,4 +1,5 @@
-"""K-FAC baseline (SPEC 3): hoopt's own ``KFAC`` and an adapter to kfac-pytorch when it is installed."""
+"""K-FAC, the NewtonSummary papers' baseline (docs/methods/kfac.md): hoopt's own ``KFAC`` and an adapter to
+kfac-pytorch when it is installed."""
 
 from .kfac_pytorch_adapter import INSTALL_HINT, KFACPytorchAdapter, KFACPytorchUnavailableError
 from .optimizer import KFAC

@@ -1,4 +1,4 @@
-"""Kronecker factors of one Linear or Conv2d layer (SPEC 3), as plain functions.
+"""Kronecker factors of one Linear or Conv2d layer (Martens & Grosse 2015; docs/methods/kfac.md), as plain functions.
 
 A layer computes ``s = W a`` at every *row*: one row per example for a Linear layer on (N, d) inputs,
 one row per example and output location for Conv2d (the input patch under the kernel, KFC: Grosse &
@@ -23,6 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 
 def is_supported_layer(module: nn.Module) -> bool:
     """Linear and ungrouped Conv2d get Kronecker factors; grouped/depthwise convs do not."""
@@ -76,18 +77,6 @@ def activation_moment_sum(columns: torch.Tensor, with_bias: bool) -> torch.Tenso
     count = torch.full((1, 1), float(columns.shape[1]), dtype=columns.dtype, device=columns.device)
     top = torch.cat([second, first[:, None]], dim=1)
     return torch.cat([top, torch.cat([first[None, :], count], dim=1)], dim=0)
-
-
-def activation_factor(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """A of one batch: (1/M) sum_rows a a^T."""
-    columns = input_columns(module, inputs)
-    return activation_moment_sum(columns, module.bias is not None) / columns.shape[1]
-
-
-def gradient_factor(module: nn.Module, per_example_grad_output: torch.Tensor) -> torch.Tensor:
-    """G of one batch: (1/N) sum_rows g g^T, ``per_example_grad_output`` = d loss_n / d s."""
-    columns = output_grad_columns(module, per_example_grad_output)
-    return columns @ columns.t() / per_example_grad_output.shape[0]
 
 
 def grad_matrix(module: nn.Module) -> torch.Tensor | None:

@@ -1,9 +1,10 @@
-"""Damped inverses of the Kronecker factors and the preconditioned gradient (SPEC 3), plain functions.
+"""Damped inverses of the Kronecker factors and the preconditioned gradient (docs/methods/kfac.md), plain functions.
 
 With the layer gradient as an (out, in [+1]) matrix ``grad`` and factors G (out x out), A (in x in),
 the Fisher block is kron(G, A) (see factors.py) and the two damping conventions are:
 
-- ``factored`` (SPEC 3, the default; Martens & Grosse 2015 section 6.3 without the pi rescaling):
+- ``factored`` (the default, as in the NewtonSummary papers' K-FAC runs; Martens & Grosse 2015 section 6.3
+  without the pi rescaling):
   V = (G + sqrt(d) I)^{-1} grad (A + sqrt(d) I)^{-1}, i.e. (kron(G, A) + sqrt(d) (G (+) A) + d I)^{-1}.
 - ``kronecker`` (eigendecomposition only; the exact Tikhonov damping used by some packages):
   V = (kron(G, A) + d I)^{-1} vec(grad), computed in the factors' eigenbases as

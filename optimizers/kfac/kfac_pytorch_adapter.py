@@ -5,7 +5,7 @@ name ``kfac``; it is not on the package registry). Each step: closure (forward, 
 ``preconditioner.step()`` rewrites the gradients in place, then ``torch.optim.SGD.step``. The Fisher,
 damping and factor conventions are kfac-pytorch's own (empirical Fisher from the training loss,
 module backward hooks, which do not support in-place activations): hoopt's ``optimizer=kfac`` is the
-verified baseline; this adapter exists for comparisons with the package.
+verified baseline (docs/methods/kfac.md); this adapter exists for comparisons with the package.
 """
 
 from __future__ import annotations
@@ -15,11 +15,24 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..protocol import TrainingHooks, Visual
+from ..validation import (
+    require_choice,
+    require_in_range,
+    require_int,
+    require_non_negative,
+    require_positive,
+    require_probability,
+)
+
 INSTALL_HINT = (
     "optimizer=kfac_pytorch needs the kfac-pytorch package (import name 'kfac'), which is not installed: "
     "install it with `pip install git+https://github.com/gpauloski/kfac-pytorch.git` "
     "or use optimizer=kfac, hoopt's own K-FAC."
 )
+COMPUTE_METHODS = ("eigen", "inverse")
+# kfac-pytorch reads these through callables of its step, so they follow param_groups[0] at every step.
+PRECONDITIONER_KEYS = ("damping", "factor_decay", "kl_clip", "factor_update_steps", "inv_update_steps")
 
 
 class KFACPytorchUnavailableError(ImportError):
@@ -35,13 +48,26 @@ def load_preconditioner_class() -> type:
     return KFACPreconditioner
 
 
-class KFACPytorchAdapter(torch.optim.SGD):
+def _validate(group: dict) -> None:
+    group["damping"] = require_positive("damping", group["damping"])
+    group["factor_decay"] = require_in_range("factor_decay", group["factor_decay"], 0.0, 1.0, low_inclusive=False,
+                                             high_inclusive=True)
+    group["kl_clip"] = require_positive("kl_clip", group["kl_clip"])
+    for key in ("factor_update_steps", "inv_update_steps"):
+        group[key] = require_int(key, group[key], 1)
+    require_choice("compute_method", group["compute_method"], COMPUTE_METHODS)
+
+
+class KFACPytorchAdapter(torch.optim.SGD, TrainingHooks):
     """SGD(lr, momentum, weight_decay) on gradients preconditioned by kfac-pytorch.
 
-    Usage: ``opt = KFACPytorchAdapter(model, lr=0.01)`` then ``opt.step(closure)``; in the hoopt loop
-    the model arrives through ``bind(context)``. ``lr`` is also the learning rate kfac-pytorch uses
-    for KL clipping (read at every step, so schedulers apply to both). ``compute_method`` is
-    kfac-pytorch's "eigen" or "inverse".
+    Usage: ``opt = KFACPytorchAdapter(model, lr=0.01)`` (or ``KFACPytorchAdapter(model.named_parameters(),
+    lr=0.01, model=model)``, as the runner builds it) then ``opt.step(closure)``.
+
+    Every hyperparameter lives in ``param_groups[0]``: SGD's own and kfac-pytorch's ``damping``,
+    ``factor_decay``, ``kl_clip``, ``factor_update_steps`` and ``inv_update_steps``, which kfac-pytorch reads
+    at every step (so schedulers apply to them; ``lr`` is also its KL-clipping learning rate), except
+    ``compute_method`` (kfac-pytorch's "eigen" or "inverse"), which chooses its layer type once, at construction.
     """
 
     def __init__(
@@ -56,50 +82,36 @@ class KFACPytorchAdapter(torch.optim.SGD):
         factor_update_steps: int = 10,
         inv_update_steps: int = 100,
         compute_method: str = "eigen",
+        *,
+        model: nn.Module | None = None,
     ) -> None:
-        self._preconditioner_class = load_preconditioner_class()
-        if not damping > 0:
-            raise ValueError(f"damping must be positive, got {damping}")
-        if not 0 < factor_decay <= 1:
-            raise ValueError(f"factor_decay must be in (0, 1], got {factor_decay}")
-        if not kl_clip > 0:
-            raise ValueError(f"kl_clip must be positive, got {kl_clip}")
-        for name, period in (("factor_update_steps", factor_update_steps), ("inv_update_steps", inv_update_steps)):
-            if int(period) != period or period < 1:
-                raise ValueError(f"{name} must be a positive integer, got {period}")
-        if compute_method not in ("eigen", "inverse"):
-            raise ValueError(f"compute_method must be 'eigen' or 'inverse', got {compute_method!r}")
-        model = params if isinstance(params, nn.Module) else None
-        super().__init__(model.parameters() if model is not None else params, lr=lr, momentum=momentum,
-                         weight_decay=weight_decay)
-        self.preconditioner_options = dict(
-            damping=damping, factor_decay=factor_decay, kl_clip=kl_clip,
-            factor_update_steps=int(factor_update_steps), inv_update_steps=int(inv_update_steps),
-            compute_method=compute_method,
-        )
-        self.preconditioner = None
-        self._pending_preconditioner_state: dict | None = None
-        if model is not None:
-            self.register_model(model)
-
-    def bind(self, context: Any) -> None:
-        """hoopt loop hook: build the preconditioner on ``context.model``."""
-        self.register_model(context.model)
-
-    def register_model(self, model: nn.Module) -> None:
-        self.preconditioner = self._preconditioner_class(
-            model, lr=lambda _step: self.param_groups[0]["lr"], **self.preconditioner_options
-        )
-        if self._pending_preconditioner_state is not None:
-            self.preconditioner.load_state_dict(self._pending_preconditioner_state)
-            self._pending_preconditioner_state = None
+        preconditioner_class = load_preconditioner_class()
+        if isinstance(params, nn.Module):
+            if model is not None and model is not params:
+                raise ValueError("KFACPytorchAdapter got a module as params and another one as model; pass one model")
+            model, params = params, params.named_parameters()
+        if model is None:
+            raise ValueError("KFACPytorchAdapter needs the model kfac-pytorch hooks: KFACPytorchAdapter(model, ...) "
+                             "or KFACPytorchAdapter(model.named_parameters(), ..., model=model) (the runner passes it)")
+        super().__init__(params, lr=require_positive("lr", lr), momentum=require_probability("momentum", momentum),
+                         weight_decay=require_non_negative("weight_decay", weight_decay))
+        extra = dict(damping=damping, factor_decay=factor_decay, kl_clip=kl_clip,
+                     factor_update_steps=factor_update_steps, inv_update_steps=inv_update_steps,
+                     compute_method=compute_method)
+        self.defaults.update(extra)
+        for group in self.param_groups:
+            for key, value in extra.items():
+                group.setdefault(key, value)
+            _validate(group)
+        self._compute_method = self.param_groups[0]["compute_method"]
+        hyperparameters = {key: (lambda _step, key=key: self.param_groups[0][key]) for key in PRECONDITIONER_KEYS}
+        self.preconditioner = preconditioner_class(model, lr=lambda _step: self.param_groups[0]["lr"],
+                                                   compute_method=self._compute_method, **hyperparameters)
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        if self.preconditioner is None:
-            raise RuntimeError(
-                "KFACPytorchAdapter needs the model: construct it as KFACPytorchAdapter(model, ...) or call "
-                "opt.register_model(model) before the first step (the hoopt loop does this through bind)."
-            )
+        if self.param_groups[0]["compute_method"] != self._compute_method:
+            raise ValueError(f"KFACPytorchAdapter's compute_method is fixed at construction "
+                             f"({self._compute_method!r}): it chooses kfac-pytorch's layer type")
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -108,22 +120,27 @@ class KFACPytorchAdapter(torch.optim.SGD):
         super().step()
         return loss
 
+    # -- the loop's hooks (protocol.TrainingHooks) -------------------------------------------------------
     def diagnostics(self) -> dict[str, float]:
-        return {"kfac/damping": float(self.preconditioner_options["damping"])}
+        return {"kfac/damping": float(self.param_groups[0]["damping"])}
 
+    def visuals(self) -> dict[str, Visual]:
+        return {}
+
+    def on_epoch_end(self, train_loss: float) -> None:
+        pass
+
+    # -- exact resume -----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        if self.preconditioner is not None:
-            state["kfac_pytorch"] = self.preconditioner.state_dict()
+        state["kfac_pytorch"] = self.preconditioner.state_dict()
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         preconditioner_state = state_dict.pop("kfac_pytorch", None)
         super().load_state_dict(state_dict)
-        if preconditioner_state is None:
-            return
-        if self.preconditioner is not None:
+        for group in self.param_groups:
+            _validate(group)
+        if preconditioner_state is not None:
             self.preconditioner.load_state_dict(preconditioner_state)
-        else:
-            self._pending_preconditioner_state = preconditioner_state

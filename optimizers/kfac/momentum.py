@@ -1,4 +1,4 @@
-"""The last stage of a K-FAC step (SPEC 3): SGD with momentum and weight decay on the directions."""
+"""The last stage of a K-FAC step (docs/methods/kfac.md): SGD with momentum and weight decay on the directions."""
 
 from __future__ import annotations
 

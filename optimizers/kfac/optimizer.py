@@ -1,4 +1,5 @@
-"""K-FAC (Martens & Grosse 2015; KFC for convolutions, Grosse & Martens 2016), the baseline of SPEC 3.
+"""K-FAC (Martens & Grosse 2015; KFC for convolutions, Grosse & Martens 2016), the NewtonSummary papers'
+baseline (docs/methods/kfac.md).
 
 Conventions (they differ between published implementations):
 
@@ -12,15 +13,15 @@ Conventions (they differ between published implementations):
 - Fisher: ``fisher="true"`` (default) samples labels from softmax(logits) with the optimizer's own
   ``torch.Generator`` (saved in ``state_dict``) and back-propagates sum_n CE(logits_n, y_n) to the
   layer outputs only; ``"empirical"`` uses the gradients of the training loss itself (forced when
-  the loop says the model is not a classifier).
+  the model is not a classifier, ``classifier=False``).
 - Statistics: exponential moving averages F <- decay F + (1 - decay) F_batch, the first batch
   initialising them, captured only on steps k with k % cov_update_every == 0 (0-based step counter).
 - Damping (inverses.py): refreshed on steps k % inv_update_every == 0 (and as soon as a layer first
-  has factors) with the damping of that moment. ``damping_style="factored"`` (SPEC 3):
-  V = (G + sqrt(d) I)^{-1} grad (A + sqrt(d) I)^{-1}, by explicit inverses
-  (``inverse_method="inverse"``) or eigendecompositions (``"eigen"``, same result);
+  has factors) with the damping of that moment. ``damping_style="factored"`` (Martens & Grosse 2015,
+  section 6.3, without the pi rescaling): V = (G + sqrt(d) I)^{-1} grad (A + sqrt(d) I)^{-1}, by explicit
+  inverses (``inverse_method="inverse"``) or eigendecompositions (``"eigen"``, same result);
   ``"kronecker"`` (eigen only): V = (kron(G, A) + d I)^{-1} grad, the exact damped inverse.
-- KL clipping (Ba et al. 2017): all K-FAC directions are scaled by
+- KL clipping (Ba, Grosse & Martens 2017): all K-FAC directions are scaled by
   nu = min(1, sqrt(kl_clip / sum_layers lr^2 <V, grad>)); plain-gradient parameters are not scaled.
 - Update (SGD with momentum on the preconditioned gradient, weight decay added after
   preconditioning, to every parameter): d = V (or grad) + wd * p; buf <- momentum * buf + d
@@ -36,9 +37,13 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from ..protocol import TrainingHooks, Visual
+from ..validation import require_choice, require_int, require_non_negative, require_positive, require_probability
 from .capture import FactorCapture
 from .factors import grad_matrix, is_supported_layer, split_matrix
 from .inverses import (
+    DAMPING_STYLES,
+    INVERSE_METHODS,
     damped_inverse,
     eigen_scale,
     eigendecomposition,
@@ -47,16 +52,48 @@ from .inverses import (
     precondition_with_inverses,
 )
 from .momentum import momentum_sgd_update
-from .validation import validate_kfac_arguments
+
+FISHER_TYPES = ("true", "empirical")
+# One value for all parameter groups: KL clipping scales every layer by one factor, the factor captures and
+# inverse refreshes follow one step counter, one generator samples the labels of every layer.
+SHARED = ("kl_clip", "cov_update_every", "inv_update_every", "fisher", "seed")
+_INVERSE_KEYS = ("kfac_A_inv", "kfac_G_inv")
+_EIGEN_KEYS = ("kfac_A_vecs", "kfac_G_vecs", "kfac_scale")
 
 
-class KFAC(torch.optim.Optimizer):
+def _validate(groups: list[dict]) -> None:
+    """Checks every hyperparameter of every group (normalising numbers in place) and that the SHARED ones agree."""
+    for group in groups:
+        group["lr"] = require_positive("lr", group["lr"])
+        group["momentum"] = require_probability("momentum", group["momentum"])
+        group["stat_decay"] = require_probability("stat_decay", group["stat_decay"])
+        group["damping"] = require_positive("damping", group["damping"])
+        if group["kl_clip"] is not None:  # None disables KL clipping
+            group["kl_clip"] = require_positive("kl_clip (or None to disable it)", group["kl_clip"])
+        group["weight_decay"] = require_non_negative("weight_decay", group["weight_decay"])
+        for key in ("cov_update_every", "inv_update_every"):
+            group[key] = require_int(key, group[key], 1)
+        require_choice("fisher", group["fisher"], FISHER_TYPES)
+        require_choice("inverse_method", group["inverse_method"], INVERSE_METHODS)
+        require_choice("damping_style", group["damping_style"], DAMPING_STYLES)
+        if group["damping_style"] == "kronecker" and group["inverse_method"] != "eigen":
+            raise ValueError("damping_style='kronecker' needs inverse_method='eigen' (the exact damped inverse is "
+                             "computed in the factors' eigenbases)")
+        group["seed"] = require_int("seed", group["seed"])
+    for key in SHARED:
+        values = {repr(group[key]) for group in groups}
+        if len(values) > 1:
+            raise ValueError(f"K-FAC's {key} must be the same in every parameter group (it applies to all layers "
+                             f"together), got {', '.join(sorted(values))}")
+
+
+class KFAC(torch.optim.Optimizer, TrainingHooks):
     """K-FAC preconditioned SGD with momentum for Linear/Conv2d layers (see the module docstring).
 
     Plain PyTorch::
 
         model = hoopt.models.build_model("lenet")
-        opt = KFAC(model, lr=0.01)   # or KFAC(model.parameters(), lr=0.01) then opt.register_model(model)
+        opt = KFAC(model, lr=0.01)   # or KFAC(model.named_parameters(), lr=0.01, model=model)
         for inputs, targets in loader:
             def closure():
                 opt.zero_grad()
@@ -67,17 +104,25 @@ class KFAC(torch.optim.Optimizer):
 
     ``opt.step()`` without a closure also works (forward/backward first, then ``step()``): the hooks
     stay armed between steps when the next step is a covariance-update step, so only grad-enabled
-    training forwards should happen in between. In the hoopt loop the model arrives through
-    ``bind(context)``.
+    training forwards should happen in between.
+
+    Every hyperparameter lives in ``param_groups`` and is read there when it is used. ``lr``, ``momentum``,
+    ``weight_decay``, ``damping``, ``stat_decay``, ``inverse_method`` and ``damping_style`` may differ between
+    groups (the last three take effect at the next inverse refresh); those of ``SHARED`` must agree across
+    groups. ``seed`` is read once, to seed the label generator, whose state ``state_dict`` then carries.
 
     Args:
-        params: an ``nn.Module`` (registered at once) or parameters / parameter groups.
+        params: an ``nn.Module`` (its named parameters, and the model itself), or parameters / named
+            parameters / parameter groups together with ``model``.
         lr: learning rate. momentum: heavy-ball coefficient. weight_decay: L2 coefficient added to
         the preconditioned direction. stat_decay: EMA decay of the factors. damping: Tikhonov
         damping d. kl_clip: KL-clipping bound (None disables it). cov_update_every /
         inv_update_every: periods (steps) of the factor and inverse updates. fisher: "true" or
         "empirical". inverse_method: "inverse" or "eigen". damping_style: "factored" or
         "kronecker" (eigen only). seed: seed of the label-sampling generator (None: torch.initial_seed()).
+        model: the ``nn.Module`` whose Linear/Conv2d layers are hooked (the runner passes it).
+        classifier: False when the model does not output class logits trained with cross-entropy: the
+            labels cannot be sampled from it, so the empirical Fisher is used (``fisher`` becomes "empirical").
     """
 
     def __init__(
@@ -95,83 +140,69 @@ class KFAC(torch.optim.Optimizer):
         inverse_method: str = "inverse",
         damping_style: str = "factored",
         seed: int | None = None,
+        *,
+        model: nn.Module | None = None,
+        classifier: bool = True,
     ) -> None:
-        validate_kfac_arguments(
-            lr=lr, momentum=momentum, stat_decay=stat_decay, damping=damping, kl_clip=kl_clip,
-            weight_decay=weight_decay, cov_update_every=cov_update_every, inv_update_every=inv_update_every,
-            fisher=fisher, inverse_method=inverse_method, damping_style=damping_style, seed=seed,
-        )
-        model = params if isinstance(params, nn.Module) else None
-        if model is not None:
-            params = model.parameters()
-        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, damping=damping, stat_decay=stat_decay)
+        if isinstance(params, nn.Module):
+            if model is not None and model is not params:
+                raise ValueError("KFAC got a module as params and another one as model; pass one model")
+            model, params = params, params.named_parameters()
+        if model is None:
+            raise ValueError("KFAC needs the model whose layers it preconditions: KFAC(model, ...) or "
+                             "KFAC(model.named_parameters(), ..., model=model) (the runner passes it)")
+        if not isinstance(classifier, bool):
+            raise ValueError(f"classifier must be true or false, got {classifier!r}")
+        seed = int(torch.initial_seed() % 2**63) if seed is None else seed
+        defaults = dict(lr=lr, momentum=momentum, weight_decay=weight_decay, damping=damping, stat_decay=stat_decay,
+                        kl_clip=kl_clip, cov_update_every=cov_update_every, inv_update_every=inv_update_every,
+                        fisher=fisher, inverse_method=inverse_method, damping_style=damping_style, seed=seed)
         super().__init__(params, defaults)
-        self.kl_clip = kl_clip
-        self.cov_update_every = int(cov_update_every)
-        self.inv_update_every = int(inv_update_every)
-        self.fisher = fisher
-        self.inverse_method = inverse_method
-        self.damping_style = damping_style
-        self.seed = int(torch.initial_seed() if seed is None else seed) % (2**63)
+        if not classifier:  # no logits to sample labels from: the gradients of the training loss itself
+            for group in self.param_groups:
+                group["fisher"] = "empirical"
+        _validate(self.param_groups)
         self._step_index = 0
-        self._layers: list[nn.Module] = []
-        self._layer_group: dict[nn.Module, int] = {}  # index, since load_state_dict replaces the dicts
-        self._capture: FactorCapture | None = None
-        self._pending_generator_state: torch.Tensor | None = None
         self._inverse_due = False
         self._warned_no_capture = False
         self._inversion_ms = 0.0
         self._kl_scale: torch.Tensor | None = None
-        if model is not None:
-            self.register_model(model)
-
-    # ----------------------------------------------------------------- registration
-    def bind(self, context: Any) -> None:
-        """hoopt loop hook: register ``context.model``; non-classifiers use the empirical Fisher."""
-        self.register_model(context.model, fisher=None if context.is_classifier else "empirical")
-
-    def register_model(self, model: nn.Module, fisher: str | None = None) -> list[str]:
-        """Hook the model's Linear/Conv2d layers whose parameters this optimizer owns; returns their names."""
-        if self._capture is not None:
-            self._capture.detach()
+        self._layers: list[nn.Module] = []
+        self._layer_group: dict[nn.Module, int] = {}  # index, since load_state_dict replaces the dicts
         group_of = {id(p): index for index, group in enumerate(self.param_groups) for p in group["params"]}
-        self._layers, self._layer_group, names = [], {}, []
-        for name, module in model.named_modules():
+        for module in model.modules():
             if not is_supported_layer(module) or id(module.weight) not in group_of:
                 continue
-            group = group_of[id(module.weight)]
-            if module.bias is not None and group_of.get(id(module.bias)) != group:
+            index = group_of[id(module.weight)]
+            if module.bias is not None and group_of.get(id(module.bias)) != index:
                 continue  # bias frozen or in another group: leave the layer to the plain gradient
             self._layers.append(module)
-            self._layer_group[module] = group
-            names.append(name)
-        if self._capture is not None:  # re-registration keeps the label stream where it is
-            generator = self._capture.generator
-        else:
-            generator = torch.Generator().manual_seed(self.seed)  # CPU: portable state (capture.sample_labels)
-            if self._pending_generator_state is not None:
-                generator.set_state(self._pending_generator_state)
-                self._pending_generator_state = None
-        self._capture = FactorCapture(self._layers, fisher or self.fisher, generator)
+            self._layer_group[module] = index
+        # A CPU generator, so that its saved state does not depend on where the run trains (capture.sample_labels).
+        generator = torch.Generator().manual_seed(self.param_groups[0]["seed"] % 2**63)
+        self._capture = FactorCapture(self._layers, self.param_groups[0]["fisher"], generator)
         self._capture.attach(model)
-        self._capture.armed = self._step_index % self.cov_update_every == 0
-        self._inverse_due = any(self._has_factors(layer) and not self._has_inverse(layer) for layer in self._layers)
-        return names
+        self._capture.armed = True  # step 0 is a covariance step
 
     @property
-    def generator(self) -> torch.Generator | None:
-        """The label-sampling generator (None until a model is registered)."""
-        return None if self._capture is None else self._capture.generator
+    def generator(self) -> torch.Generator:
+        """The label-sampling generator."""
+        return self._capture.generator
+
+    def _shared(self, key: str) -> Any:
+        """A SHARED hyperparameter, as it is now (refused when the groups disagree)."""
+        value = self.param_groups[0][key]
+        if any(group[key] != value for group in self.param_groups[1:]):
+            raise ValueError(f"K-FAC's {key} must be the same in every parameter group (it applies to all layers "
+                             f"together), got {[group[key] for group in self.param_groups]}")
+        return value
 
     # ----------------------------------------------------------------- step
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:
-        if self._capture is None:
-            raise RuntimeError(
-                "KFAC needs the model: construct it as KFAC(model, ...) or call opt.register_model(model) "
-                "before the first step (the hoopt loop does this through bind)."
-            )
-        capture_step = self._step_index % self.cov_update_every == 0
+        cov_every = self._shared("cov_update_every")
+        self._capture.fisher = self._shared("fisher")
+        capture_step = self._step_index % cov_every == 0
         loss = None
         if closure is not None:
             self._capture.reset()
@@ -193,11 +224,11 @@ class KFAC(torch.optim.Optimizer):
                 )
                 self._warned_no_capture = True
             self._update_factors(captured)
-        if self._inverse_due or self._step_index % self.inv_update_every == 0:
+        if self._inverse_due or self._step_index % self._shared("inv_update_every") == 0:
             self.update_inverses()
         self._apply_update()
         self._step_index += 1
-        self._capture.armed = closure is None and self._step_index % self.cov_update_every == 0
+        self._capture.armed = closure is None and self._step_index % cov_every == 0
         return loss
 
     def _has_factors(self, layer: nn.Module) -> bool:
@@ -218,21 +249,26 @@ class KFAC(torch.optim.Optimizer):
                 state["kfac_G"].mul_(decay).add_(g_factor, alpha=1 - decay)
 
     def update_inverses(self) -> None:
-        """Recompute the damped inverses (or eigendecompositions) from the current factors now, with the
-        current damping; ``step`` calls it every ``inv_update_every`` steps."""
+        """Recompute the damped inverses (or eigendecompositions) from the current factors now, with each
+        group's current damping, inverse_method and damping_style; ``step`` calls it every ``inv_update_every``
+        steps."""
         start = _synchronized_clock(self._layers)
         for layer in self._layers:
             state = self.state[layer.weight]
             if "kfac_A" not in state:
                 continue
-            damping = self._group(layer)["damping"]
-            if self.inverse_method == "inverse":
+            group = self._group(layer)
+            damping = group["damping"]
+            stale = _EIGEN_KEYS if group["inverse_method"] == "inverse" else _INVERSE_KEYS
+            for key in stale:  # the other method's decomposition, should inverse_method have changed
+                state.pop(key, None)
+            if group["inverse_method"] == "inverse":
                 state["kfac_A_inv"] = damped_inverse(state["kfac_A"], damping**0.5)
                 state["kfac_G_inv"] = damped_inverse(state["kfac_G"], damping**0.5)
             else:
                 a_values, state["kfac_A_vecs"] = eigendecomposition(state["kfac_A"])
                 g_values, state["kfac_G_vecs"] = eigendecomposition(state["kfac_G"])
-                state["kfac_scale"] = eigen_scale(g_values, a_values, damping, self.damping_style)
+                state["kfac_scale"] = eigen_scale(g_values, a_values, damping, group["damping_style"])
         self._inverse_due = False
         self._inversion_ms = (_synchronized_clock(self._layers) - start) * 1000.0
 
@@ -246,12 +282,12 @@ class KFAC(torch.optim.Optimizer):
 
     def _precondition(self, layer: nn.Module, grad: torch.Tensor) -> torch.Tensor:
         state = self.state[layer.weight]
-        if self.inverse_method == "inverse":
+        if "kfac_A_inv" in state:  # whichever decomposition the last refresh stored
             return precondition_with_inverses(grad, state["kfac_G_inv"], state["kfac_A_inv"])
         return precondition_with_eigen(grad, state["kfac_G_vecs"], state["kfac_A_vecs"], state["kfac_scale"])
 
     def _apply_update(self) -> None:
-        directions: dict[torch.Tensor, torch.Tensor] = {}
+        directions: dict[nn.Module, torch.Tensor] = {}
         step_dot_grad = None
         for layer in self._layers:
             grad = grad_matrix(layer)
@@ -261,8 +297,9 @@ class KFAC(torch.optim.Optimizer):
             term = torch.sum(direction * grad) * self._group(layer)["lr"] ** 2
             step_dot_grad = term if step_dot_grad is None else step_dot_grad + term
             directions[layer] = direction
-        if directions and self.kl_clip is not None:
-            self._kl_scale = kl_clip_scale(step_dot_grad, self.kl_clip)
+        kl_clip = self._shared("kl_clip")
+        if directions and kl_clip is not None:
+            self._kl_scale = kl_clip_scale(step_dot_grad, kl_clip)
             for direction in directions.values():
                 direction.mul_(self._kl_scale)
         by_param: dict[torch.Tensor, torch.Tensor] = {}
@@ -274,7 +311,7 @@ class KFAC(torch.optim.Optimizer):
         for group in self.param_groups:
             momentum_sgd_update(group, by_param, self.state)
 
-    # ----------------------------------------------------------------- protocol hooks
+    # ----------------------------------------------------------------- the loop's hooks (protocol.TrainingHooks)
     def diagnostics(self) -> dict[str, float]:
         """kfac/damping, kfac/step_norm (norm of the last update lr * buf), kfac/inversion_ms (last
         inverse refresh, all layers), kfac/kl_scale (the KL-clipping factor nu of the last step)."""
@@ -291,32 +328,30 @@ class KFAC(torch.optim.Optimizer):
             "kfac/kl_scale": 1.0 if self._kl_scale is None else float(self._kl_scale),
         }
 
+    def visuals(self) -> dict[str, Visual]:
+        return {}  # the factors are per layer and large; the scalars above say what K-FAC is doing
+
+    def on_epoch_end(self, train_loss: float) -> None:
+        pass  # no per-epoch schedule: damping stays as configured
+
+    # ----------------------------------------------------------------- exact resume
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        generator = self.generator
-        state["kfac"] = {
-            "step_index": self._step_index,
-            "seed": self.seed,
-            "generator": generator.get_state() if generator is not None else self._pending_generator_state,
-        }
+        state["kfac"] = {"step_index": self._step_index, "generator": self.generator.get_state()}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         state_dict = dict(state_dict)
         extras = state_dict.pop("kfac", None)
         super().load_state_dict(state_dict)
+        _validate(self.param_groups)
         if extras is None:
             return
         self._step_index = int(extras["step_index"])
-        self.seed = int(extras["seed"])
-        if extras["generator"] is not None:
-            if self._capture is not None:
-                self._capture.generator.set_state(extras["generator"])
-            else:
-                self._pending_generator_state = extras["generator"]
-        if self._capture is not None:
-            self._capture.armed = self._step_index % self.cov_update_every == 0
-            self._inverse_due = any(self._has_factors(l) and not self._has_inverse(l) for l in self._layers)
+        if extras.get("generator") is not None:
+            self.generator.set_state(extras["generator"])
+        self._capture.armed = self._step_index % self._shared("cov_update_every") == 0
+        self._inverse_due = any(self._has_factors(l) and not self._has_inverse(l) for l in self._layers)
 
 
 def _synchronized_clock(layers: list[nn.Module]) -> float:

@@ -1,4 +1,5 @@
-"""LODO, learning to optimize during optimization (SPEC 2), and its ablations."""
+"""LODO, learning to optimize during optimization (Liao et al., arXiv:2210.06171; docs/methods/lodo.md), and its
+ablations."""
 
 from .ablations import (
     DiagonalPreconditioner,
@@ -7,7 +8,7 @@ from .ablations import (
     dense_residual_permutation_operator,
 )
 from .base import Preconditioner
-from .diagnostics import hessian_approximation_error, newton_optimal_loss, random_unit_probes
+from .diagnostics import hessian_approximation_error, random_unit_probes
 from .memory import (
     LodoMemoryError,
     available_memory_bytes,
@@ -42,7 +43,6 @@ __all__ = [
     "dense_residual_permutation_operator",
     "padded_size",
     "hessian_approximation_error",
-    "newton_optimal_loss",
     "random_unit_probes",
     "available_memory_bytes",
     "check_lodo_fits",

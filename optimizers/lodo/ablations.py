@@ -1,4 +1,5 @@
-"""The preconditioners of LODO's ablations (SPEC 2, LODO paper Section 5.3).
+"""The preconditioners of LODO's ablations (Liao et al., "Learning to Optimize Quasi-Newton Methods",
+Section 5.3; docs/methods/lodo.md).
 
 - Diagonal:  Q = diag(theta), theta_0 = 1 (as Amid et al. 2022).
 - Global:    Q = theta I, theta_0 = 1 (as Baydin et al. 2017's hypergradient descent).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import require_int, require_non_negative
 from .base import PermutedPreconditioner, Preconditioner, as_columns
 from .preconditioner import index_dtype, random_permutations
 
@@ -82,10 +84,8 @@ class ResidualPermutationPreconditioner(PermutedPreconditioner):
     def __init__(self, n: int, depth: int = 64, init_std: float = 0.125, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
         super().__init__(n)
-        if depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth}")
-        if not init_std >= 0:
-            raise ValueError(f"residual_init_std must be non-negative, got {init_std}")
+        require_int("depth", depth, 1)
+        require_non_negative("residual_init_std", init_std)
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.depth, self.m = depth, 2 * n
         perms, inverses = random_permutations(depth, self.m, generator)

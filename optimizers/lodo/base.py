@@ -1,9 +1,10 @@
-"""The interface every LODO preconditioner follows (SPEC 2).
+"""The interface every LODO preconditioner follows (arXiv:2210.06171, Section 3; docs/methods/lodo.md).
 
 LODO's step is x <- x - alpha_0 Q(theta) m with a learned symmetric operator Q; alpha_0 lives in the
 optimizer (it is the group's ``lr``), so a preconditioner only knows Q. The meta-gradient of the loss at the
-new point through the step is -alpha_0 * d/dtheta (g_new^T Q(theta) m_old) (SPEC 2, "equivalently"), so
-each preconditioner supplies that bilinear form's gradient; no graph through the model is ever kept.
+new point through the step is -alpha_0 * d/dtheta (g_new^T Q(theta) m_old) (docs/methods/lodo.md, "The step and
+the hypergradient"), so each preconditioner supplies that bilinear form's gradient; no graph through the model is
+ever kept.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LODO's diagnostics on the noisy quadratic bowl (SPEC 2.1): how well G approximates H^{-1}."""
+"""LODO's diagnostics on the noisy quadratic bowl (arXiv:2210.06171, Section 5.1): how well G approximates H^{-1}."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def random_unit_probes(n: int, count: int, generator: torch.Generator,
 
 
 def hessian_approximation_error(preconditioner: torch.Tensor, hessian: torch.Tensor, probes: torch.Tensor) -> float:
-    """sqrt(mean over unit probes v of ||(I - G H) v||^2) (SPEC 2.1); 0 when G = H^{-1}.
+    """sqrt(mean over unit probes v of ||(I - G H) v||^2) (docs/methods/lodo.md, "Diagnostics"); 0 when G = H^{-1}.
 
     With many probes this tends to ||I - G H||_F / sqrt(n); the paper uses 100 random ones.
     """
@@ -22,8 +22,3 @@ def hessian_approximation_error(preconditioner: torch.Tensor, hessian: torch.Ten
     v = probes.to(device=g.device, dtype=torch.float64).T  # (n, count)
     residual = v - g @ (h @ v)
     return float(residual.pow(2).sum(0).mean().sqrt())
-
-
-def newton_optimal_loss(hessian: torch.Tensor, noise_variance: float = 1.0) -> float:
-    """Expected loss of Newton's method on the bowl, 1/2 sigma^2 tr H (7.41 for the paper's bowl)."""
-    return 0.5 * noise_variance * float(torch.diagonal(hessian.to(torch.float64)).sum())

@@ -1,4 +1,4 @@
-"""How much memory LODO keeps, estimated before anything is allocated (SPEC 2: O(N m) state).
+"""How much memory LODO keeps, estimated before anything is allocated (O(N m) state: Liao et al., Section 3).
 
 Per model parameter with the defaults (k = 4, N = 16, float32, Adam): theta is N*k*m ~ 128 n numbers,
 its meta-gradient and Adam's two moments as many again, plus 2*N*m int32 permutation indices and the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..validation import require_choice
 from .ablations import DiagonalPreconditioner, GlobalPreconditioner, ResidualPermutationPreconditioner
 from .preconditioner import BlockPermutationPreconditioner
 
@@ -29,8 +30,7 @@ class LodoMemoryError(MemoryError):
 def lodo_memory_bytes(num_params: int, preconditioner: str = "blocks", block_size: int = 4, depth: int | None = None,
                       meta_optimizer: str = "adam", dtype: torch.dtype = torch.float32) -> dict[str, int]:
     """Bytes LODO needs for a model of ``num_params`` parameters, by component (kept state and step workspace)."""
-    if preconditioner not in PRECONDITIONER_CLASSES:
-        raise ValueError(f"preconditioner must be one of {sorted(PRECONDITIONER_CLASSES)}, got '{preconditioner}'")
+    require_choice("preconditioner", preconditioner, tuple(PRECONDITIONER_CLASSES))
     depth = DEFAULT_DEPTH[preconditioner] if depth is None else depth
     numel = PRECONDITIONER_CLASSES[preconditioner].memory_numel(num_params, block_size, depth)
     f = torch.empty((), dtype=dtype).element_size()

@@ -1,4 +1,5 @@
-"""LODO's block-permutation preconditioner Q(theta) = E^T A^T A E, A = B_N P_N ... B_1 P_1 (SPEC 2).
+"""LODO's block-permutation preconditioner Q(theta) = E^T A^T A E, A = B_N P_N ... B_1 P_1 (arXiv:2210.06171,
+Section 3, Eq. 2; docs/methods/lodo.md).
 
 E zero-pads R^n into R^m (m = 2n + k - (2n mod k), a multiple of k), P_j are fixed random permutations
 of m entries and B_j block-diagonal with m/k blocks of k x k (the learned theta, N*k*m numbers).
@@ -25,7 +26,7 @@ _GENERATION_CHUNK = 1 << 20
 
 
 def padded_size(n: int, block_size: int) -> int:
-    """m = 2n + k - (2n mod k): twice the parameter count, rounded up to a multiple of k (SPEC 2)."""
+    """m = 2n + k - (2n mod k): twice the parameter count, rounded up to a multiple of k."""
     return 2 * n + block_size - (2 * n) % block_size
 
 
@@ -171,7 +172,7 @@ def dense_block_permutation_operator(blocks: torch.Tensor, perms: torch.Tensor, 
 
 
 class BlockPermutationPreconditioner(PermutedPreconditioner):
-    """Q = E^T A^T A E with blocks started as random orthogonal matrices, so Q(theta_0) = I (SPEC 2)."""
+    """Q = E^T A^T A E with blocks started as random orthogonal matrices, so Q(theta_0) = I (Section 3)."""
 
     kind = "blocks"
 

@@ -8,8 +8,7 @@ var taken over every dimension but the channels (training mode) or read from the
 
 The summaries are a measurement, not a training step: in this mode the running statistics are left
 untouched (the native kernel would fold the summary batch into them), and so is the counter
-``num_batches_tracked`` that BatchNorm modules bump in place, an in-place add to an integer scalar
-(which a torch.func transform, the "vmap" strategy, would also refuse to trace).
+``num_batches_tracked`` that BatchNorm modules bump in place.
 """
 
 from __future__ import annotations

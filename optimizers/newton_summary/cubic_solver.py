@@ -1,4 +1,5 @@
-"""Per-subset step sizes from the summaries: anisotropic Nesterov cubic regularisation (SPEC 1.1, 1.2).
+"""Per-subset step sizes from the summaries: anisotropic Nesterov cubic regularisation (arXiv:2312.03885, 2024
+version, Section 5.1, Eq. 10 and Appendix 0.D, Eqs. 35-39; docs/methods/newton_summary.md, "Order 3").
 
 Minimise  m(eta) = -eta^T gbar + 1/2 eta^T Hbar eta + (lambda_int / 6) ||D eta||^3,  D = diag(|D3|^(1/3)).
 Stationarity: (Hbar + a r D^2) eta = gbar with a = lambda_int / 2 and r = ||D eta||. With M = D^-1 Hbar D^-1
@@ -21,7 +22,7 @@ import torch
 from scipy.optimize import brentq
 
 # D entries below this fraction of the largest one are raised to it, which keeps D^-1 finite. The floor is
-# relative, so a common rescaling of u changes nothing; per-subset affine invariance (Appendix E) holds
+# relative, so a common rescaling of u changes nothing; per-subset affine invariance (Appendix 0.E) holds
 # as long as no entry is floored, hence the small value (M's conditioning grows as its inverse squared).
 D_FLOOR_RATIO = 1e-6
 # Eigenvalues within this fraction of the spectrum's scale count as zero (definiteness tests, hard case).
@@ -56,7 +57,7 @@ def cubic_step_sizes(gbar: torch.Tensor, hbar: torch.Tensor, d3: torch.Tensor, l
         return _fail(size, "non-finite summaries")
     h = (h + h.T) / 2
     d = np.abs(t) ** (1.0 / 3.0)
-    if lambda_int == 0 or d.max() == 0:  # no cubic term: the order-2 model (SPEC 1.1)
+    if lambda_int == 0 or d.max() == 0:  # no cubic term: the order-2 model, eta = Hbar^-1 gbar (Eq. 8)
         return _quadratic(g, h, "Hbar is not positive definite and there is no cubic term (lambda_int = 0 or D3 = 0)")
     d = np.maximum(d, D_FLOOR_RATIO * d.max())
     a = lambda_int / 2.0
@@ -71,8 +72,9 @@ def cubic_step_sizes(gbar: torch.Tensor, hbar: torch.Tensor, d3: torch.Tensor, l
             value = float(np.linalg.norm(c / (lam + a * r)) - r)
         return value if not math.isnan(value) else math.inf
 
-    # Hard case (SPEC 1.2): c has (numerically) no weight on the eigenvalues at lambda_min, so f stays
-    # finite at r_low; if f(r_low) <= 0 the root sits at r_low and eta gets a component along those vectors.
+    # Hard case (docs/methods/newton_summary.md, "Order 3"): c has (numerically) no weight on the eigenvalues at
+    # lambda_min, so f stays finite at r_low; if f(r_low) <= 0 the root sits at r_low and eta gets a component
+    # along those vectors.
     at_min = lam <= lam[0] + EIG_TOL * scale
     if r_low > 0 and np.all(np.abs(c[at_min]) <= 1e-14 * max(np.linalg.norm(c), 1e-300)):
         shifted = lam + a * r_low

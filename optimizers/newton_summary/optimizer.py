@@ -1,62 +1,96 @@
-"""NewtonSummary: per-subset learning rates from Hessian summaries (SPEC 1.3, "NewtonSummaryUniformAvg").
+"""NewtonSummary: per-subset learning rates from Hessian summaries (arXiv:2312.03885, 2024 version, "Gathering and
+Exploiting Higher-Order Information when Training Large Structured Models": Method 1 of Section 5, in the
+practical form of Algorithm 2, Appendix 0.G; docs/methods/newton_summary.md).
 
 Every step:  theta_p <- theta_p - lambda_1 * eta_{group(p)} * u_p,  u = heavy-ball momentum of the gradients.
 Every ``period`` steps, gbar, Hbar and D3 are computed along u on a separate minibatch (summaries.py); eta
-solves the cubic model (cubic_solver.py) on the uniform mean of the last ``window`` refreshes.
+solves the cubic model of equation (10) (cubic_solver.py) on the uniform mean of the last ``window`` refreshes.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 
+from ..protocol import Bars, Heatmap, LossSampler, TrainingHooks, Visual
+from ..validation import (
+    require_betas,
+    require_bool,
+    require_choice,
+    require_in_range,
+    require_int,
+    require_non_negative,
+    require_positive,
+    require_probability,
+)
 from .cubic_solver import cubic_step_sizes
-from .heatmaps import render_bars, render_heatmap
 from .partitions import Partition, build_partition
 from .plateau import ReduceDampingOnPlateau
 from .summaries import Summary, hessian_summary
 
 SummaryLoss = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
+DIRECTIONS = ("momentum", "adam")
 
 
-def _split_named(params: Iterable) -> tuple[list[str], list[torch.Tensor]]:
-    items = list(params)
-    if not items:
-        raise ValueError("NewtonSummary got an empty parameter list")
-    if any(isinstance(item, dict) for item in items):
-        raise ValueError("NewtonSummary takes one list of parameters (per-group options are not supported); "
-                         "pass model.named_parameters()")
-    if all(isinstance(item, tuple) and len(item) == 2 for item in items):
-        return [str(n) for n, _ in items], [p for _, p in items]
-    if all(isinstance(item, torch.Tensor) for item in items):
-        return [f"param{i}" for i in range(len(items))], items
-    raise ValueError("NewtonSummary needs model.named_parameters() (pairs name, tensor) or a list of tensors")
+def _validate(group: dict) -> None:
+    """Checks every hyperparameter of the (single) group, normalising numbers in place."""
+    group["damping"] = require_positive("damping (lambda_1)", group["damping"])
+    group["lambda_int"] = require_non_negative("lambda_int", group["lambda_int"])
+    group["momentum"] = require_probability("momentum", group["momentum"])
+    require_choice("direction", group["direction"], DIRECTIONS)
+    for key, minimum in (("period", 1), ("summary_batch_size", 1), ("window", 1), ("warmup", 0)):
+        group[key] = require_int(key, group[key], minimum)
+    for key in ("remove_negative", "diagonal"):
+        require_bool(key, group[key])
+    if not isinstance(group["partition"], (str, Partition)):
+        raise ValueError(f"partition must be a partition name such as 'canonical' or a Partition, got "
+                         f"{group['partition']!r} (type {type(group['partition']).__name__})")
+    group["plateau_factor"] = require_in_range("plateau_factor", group["plateau_factor"], 0.0, 1.0,
+                                               low_inclusive=False)
+    group["plateau_patience"] = require_int("plateau_patience", group["plateau_patience"], 0)
+    group["plateau_threshold"] = require_non_negative("plateau_threshold", group["plateau_threshold"])
+    group["adam_betas"] = require_betas("adam_betas", group["adam_betas"])
+    group["adam_eps"] = require_positive("adam_eps", group["adam_eps"])
+    group["seed"] = require_int("seed", group["seed"])
 
 
-class NewtonSummary(torch.optim.Optimizer):
-    """Per-subset step sizes from the order-2/3 summaries of the loss along momentum (SPEC 1.3).
+class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
+    """Per-subset step sizes from the order-2/3 summaries of the loss along momentum.
 
-    Hyperparameters (paper values in configs/optimizer/newton_summary.yaml):
+    Every hyperparameter lives in ``param_groups[0]`` and is read there when it is used, so a scheduler or a
+    checkpoint sees it, except ``partition`` (it fixes the number of subsets, hence the shape of everything
+    accumulated: changing it later is refused) and ``seed`` (read once, to seed the summary sampler; after that
+    the sampler's own state, saved in ``state_dict``, is what matters). Paper values in
+    configs/optimizer/newton_summary.yaml.
+
+    Args:
+        params: ``model.named_parameters()``: the partitions are built from the names, so unnamed tensors are
+            refused. One parameter group.
         damping: lambda_1, multiplies every step (MLP 0.03, LeNet/VGG 0.3, BigMLP 0.1).
-        lambda_int: internal cubic damping lambda_int of SPEC 1.2 (0 = plain order-2 step Hbar^-1 gbar).
+        lambda_int: internal damping of the anisotropic cubic regularisation, equation (10)
+            (0 = the plain order-2 step Hbar^-1 gbar).
         momentum: mu of the direction buffer u <- mu u + g (dampening 0).
         direction: "momentum" (the paper) or "adam" (u = Adam's bias-corrected m / (sqrt(v) + eps)).
         period: T, steps between two summary refreshes.
-        summary_batch_size: size of the separate minibatch the summaries use (when bound to the runner).
+        summary_batch_size: size of the separate minibatch the summaries use (drawn from ``loss_sampler``).
         window: number of recent refreshes averaged uniformly (1 = no averaging).
         warmup: refreshes that only accumulate before the first step (parameters frozen meanwhile).
         remove_negative: clip negative eta_i to 0.
-        partition: canonical | trivial | weights-biases | blocks-k | alternate-k | chunks-k (partitions.py).
-        diagonal: the Appendix K ablation, Hbar replaced by diag(Hbar).
-        plateau_factor, plateau_patience, plateau_threshold: ReduceDampingOnPlateau on lambda_1.
+        partition: canonical | trivial | weights-biases | blocks-k | alternate-k | chunks-k (partitions.py,
+            Appendix 0.J), or a Partition.
+        diagonal: the Appendix 0.K ablation, Hbar replaced by diag(Hbar).
+        plateau_factor, plateau_patience, plateau_threshold: ReduceDampingOnPlateau on lambda_1 (Appendix 0.G).
+        adam_betas, adam_eps: Adam's moments for ``direction="adam"``.
         seed: seeds the optimizer's own summary-batch generator (a stream distinct from the loop's).
         summary_loss: plain PyTorch: a function params_by_name -> loss on a fresh summary minibatch.
-        strategy: how summaries are computed, "reverse" (fastest on the CPU) or "vmap" (see summaries.py).
+        loss_sampler: the runner's :class:`~hoopt.optimizers.protocol.LossSampler`; each refresh draws
+            ``loss_sampler.sample(summary_batch_size, generator)`` with the optimizer's own generator and
+            differentiates ``loss_sampler.loss(params, batch)``. Exactly one of the two must be given.
 
-    Usage in plain PyTorch (the runner instead calls ``bind(context)``)::
+    Usage in plain PyTorch::
 
         import torch, torch.nn.functional as F
         from torch.func import functional_call
@@ -83,99 +117,80 @@ class NewtonSummary(torch.optim.Optimizer):
         # once per epoch: optimizer.on_epoch_end(mean_training_loss)  (ReduceDampingOnPlateau)
     """
 
-    wants_named_parameters = True
-
     def __init__(self, params, damping: float = 0.03, lambda_int: float = 1.0, momentum: float = 0.9,
                  direction: str = "momentum", period: int = 10, summary_batch_size: int = 100, window: int = 4,
                  warmup: int = 3, remove_negative: bool = True, partition: str | Partition = "canonical",
                  diagonal: bool = False, plateau_factor: float = 0.5, plateau_patience: int = 2,
                  plateau_threshold: float = 1e-4, adam_betas=(0.9, 0.999), adam_eps: float = 1e-8, seed: int = 0,
-                 summary_loss: SummaryLoss | None = None, strategy: str = "reverse"):
-        names, tensors = _split_named(params)
-        if not (isinstance(damping, (int, float)) and math.isfinite(damping) and damping > 0):
-            raise ValueError(f"damping (lambda_1) must be a positive number, got {damping}")
-        if not (isinstance(lambda_int, (int, float)) and math.isfinite(lambda_int) and lambda_int >= 0):
-            raise ValueError(f"lambda_int must be a number >= 0, got {lambda_int}")
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        if direction not in ("momentum", "adam"):
-            raise ValueError(f"direction must be 'momentum' or 'adam', got {direction!r}")
-        for key, value, low in (("period", period, 1), ("summary_batch_size", summary_batch_size, 1),
-                                ("window", window, 1), ("warmup", warmup, 0)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-                raise ValueError(f"{key} must be a whole number >= {low}, got {value}")
-        betas = tuple(float(b) for b in adam_betas)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ValueError(f"adam_betas must be two numbers in [0, 1), got {adam_betas}")
-        if not adam_eps > 0:
-            raise ValueError(f"adam_eps must be positive, got {adam_eps}")
-        if strategy not in ("reverse", "vmap"):
-            raise ValueError(f"strategy must be 'reverse' or 'vmap', got {strategy!r}")
+                 *, summary_loss: SummaryLoss | None = None, loss_sampler: LossSampler | None = None):
+        defaults = dict(damping=damping, lambda_int=lambda_int, momentum=momentum, direction=direction,
+                        period=period, summary_batch_size=summary_batch_size, window=window, warmup=warmup,
+                        remove_negative=remove_negative, partition=partition, diagonal=diagonal,
+                        plateau_factor=plateau_factor, plateau_patience=plateau_patience,
+                        plateau_threshold=plateau_threshold, adam_betas=adam_betas, adam_eps=adam_eps, seed=seed)
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("NewtonSummary takes one parameter group (its partition spans all parameters); "
+                             "pass model.named_parameters()")
+        group = self.param_groups[0]
+        if "param_names" not in group:
+            raise ValueError("NewtonSummary needs parameter names, since its partitions are built from them: "
+                             "pass model.named_parameters()")
+        _validate(group)
+        if (summary_loss is None) == (loss_sampler is None):
+            raise ValueError("NewtonSummary needs exactly one way to evaluate its summaries: summary_loss=fn "
+                             "(fn(params_by_name) -> loss on a fresh minibatch) or loss_sampler=... (the runner's)")
         if summary_loss is not None and not callable(summary_loss):
             raise ValueError("summary_loss must be a function params_by_name -> loss")
-        super().__init__(tensors, dict(damping=float(damping), lambda_int=float(lambda_int),
-                                       momentum=float(momentum)))
-        self.param_names = names
-        self.partition = build_partition(partition, names)
+        if loss_sampler is not None and not (callable(getattr(loss_sampler, "sample", None))
+                                             and callable(getattr(loss_sampler, "loss", None))):
+            raise ValueError("loss_sampler must have sample(batch_size, generator) and loss(params, batch) "
+                             "(protocol.LossSampler)")
+        self._summary_loss, self._loss_sampler = summary_loss, loss_sampler
+        self.param_names: list[str] = list(group["param_names"])
+        self._partition_spec = group["partition"]
+        self.partition = build_partition(self._partition_spec, self.param_names)
         self._group_of = self.partition.group_of()
-        self.direction, self.period, self.summary_batch_size = direction, period, summary_batch_size
-        self.window, self.warmup, self.remove_negative = window, warmup, bool(remove_negative)
-        self.diagonal, self.adam_betas, self.adam_eps = bool(diagonal), betas, float(adam_eps)
-        self.strategy, self.seed = strategy, int(seed)
-        self.plateau = ReduceDampingOnPlateau(plateau_factor, plateau_patience, plateau_threshold)
-        self._summary_loss = summary_loss
-        self._context = None
-        self._generator: torch.Generator | None = None
-        self._pending_generator_state: torch.Tensor | None = None
+        self.plateau = ReduceDampingOnPlateau(group["plateau_factor"], group["plateau_patience"],
+                                              group["plateau_threshold"])
+        # The summaries' own minibatch stream, on the parameters' device (where the sampler draws indices).
+        self._generator = torch.Generator(device=group["params"][0].device)
+        # A stream distinct from the loop's sampler, which is seeded with the run's seed itself.
+        self._generator.manual_seed((group["seed"] * 1_000_003 + 0x5EED) % 2**63)
         self._ns: dict[str, Any] = dict(step=0, refreshes=0, window=[], eta=None, ok=None, reason="", root=math.nan)
 
+    def _group(self) -> dict:
+        group = self.param_groups[0]
+        if group["partition"] != self._partition_spec:
+            raise ValueError(f"NewtonSummary's partition is fixed at construction ({self._partition_spec!r}): it "
+                             f"sets the shape of the accumulated summaries; param_groups now says "
+                             f"{group['partition']!r}")
+        return group
+
     # -- how the summaries get their loss ---------------------------------------------------------------
-    def bind(self, context) -> None:
-        """Runner hook: summaries use ``context.functional_loss`` on batches from ``context.sample_batch``."""
-        self._context = context
-        self._make_generator(context.device)
-
-    def set_summary_loss(self, fn: SummaryLoss) -> None:
-        """Plain PyTorch: ``fn(params_by_name)`` returns the loss on a fresh summary minibatch."""
-        if not callable(fn):
-            raise ValueError("set_summary_loss needs a function params_by_name -> loss")
-        self._summary_loss = fn
-
-    def _make_generator(self, device) -> None:
-        self._generator = torch.Generator(device=device)
-        # A stream distinct from the loop's sampler, which is seeded with the run's seed itself.
-        self._generator.manual_seed((self.seed * 1_000_003 + 0x5EED) % 2**63)
-        if self._pending_generator_state is not None:
-            self._generator.set_state(self._pending_generator_state)
-            self._pending_generator_state = None
-
-    def _loss_of_params(self) -> SummaryLoss:
+    def _loss_of_params(self, group: dict) -> SummaryLoss:
         if self._summary_loss is not None:
             return self._summary_loss
-        if self._context is None:
-            raise RuntimeError("NewtonSummary has no summary loss: call bind(context) (the runner does) or pass "
-                               "summary_loss=fn / call set_summary_loss(fn) with fn(params_by_name) -> loss")
-        context = self._context
-        batch = context.sample_batch(self.summary_batch_size, self._generator)
-        return lambda params: context.functional_loss(params, batch)
+        sampler = self._loss_sampler
+        batch = sampler.sample(group["summary_batch_size"], self._generator)
+        return lambda params: sampler.loss(params, batch)
 
     # -- the step ---------------------------------------------------------------------------------------
-    def _directions(self) -> dict[str, torch.Tensor]:
-        group = self.param_groups[0]
+    def _directions(self, group: dict) -> dict[str, torch.Tensor]:
         ns = self._ns
         ns["adam_step"] = ns.get("adam_step", 0) + 1
         directions = {}
         for name, p in zip(self.param_names, group["params"]):
             g = p.grad if p.grad is not None else torch.zeros_like(p)
             state = self.state[p]
-            if self.direction == "momentum":
+            if group["direction"] == "momentum":
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = g.detach().clone()
                 else:
                     state["momentum_buffer"].mul_(group["momentum"]).add_(g)
                 directions[name] = state["momentum_buffer"]
             else:
-                b1, b2 = self.adam_betas
+                b1, b2 = group["adam_betas"]
                 if "exp_avg" not in state:
                     state["exp_avg"], state["exp_avg_sq"] = torch.zeros_like(p), torch.zeros_like(p)
                 state["exp_avg"].mul_(b1).add_(g, alpha=1 - b1)
@@ -183,26 +198,25 @@ class NewtonSummary(torch.optim.Optimizer):
                 t = ns["adam_step"]
                 m_hat = state["exp_avg"] / (1 - b1 ** t)
                 v_hat = state["exp_avg_sq"] / (1 - b2 ** t)
-                directions[name] = m_hat / (v_hat.sqrt() + self.adam_eps)
+                directions[name] = m_hat / (v_hat.sqrt() + group["adam_eps"])
         return directions
 
-    def _refresh(self, directions: dict[str, torch.Tensor]) -> None:
-        group = self.param_groups[0]
+    def _refresh(self, group: dict, directions: dict[str, torch.Tensor]) -> None:
         params = {name: p for name, p in zip(self.param_names, group["params"])}
-        summary = hessian_summary(self._loss_of_params(), params, directions, self.partition,
-                                  third_order=group["lambda_int"] > 0, strategy=self.strategy)
+        summary = hessian_summary(self._loss_of_params(group), params, directions, self.partition,
+                                  third_order=group["lambda_int"] > 0)
         ns = self._ns
         ns["window"].append(Summary(*(x.detach().cpu() for x in summary)))
-        del ns["window"][:-self.window]
+        del ns["window"][:-group["window"]]
         ns["refreshes"] += 1
-        if ns["refreshes"] <= self.warmup:
-            return  # warm-up: accumulate only (SPEC 1.3)
+        if ns["refreshes"] <= group["warmup"]:
+            return  # warm-up: accumulate only (Algorithm 2's first refreshes)
         mean = self.averaged_summary()
-        hbar = torch.diag(mean.hbar.diagonal()) if self.diagonal else mean.hbar
+        hbar = torch.diag(mean.hbar.diagonal()) if group["diagonal"] else mean.hbar
         solution = cubic_step_sizes(mean.gbar, hbar, mean.d3, group["lambda_int"])
         ns["ok"], ns["reason"], ns["root"] = solution.ok, solution.reason, solution.root
         if solution.ok:  # on failure the previous eta is kept
-            eta = solution.eta.clamp(min=0) if self.remove_negative else solution.eta
+            eta = solution.eta.clamp(min=0) if group["remove_negative"] else solution.eta
             ns["eta"] = eta
 
     def averaged_summary(self) -> Summary | None:
@@ -218,13 +232,13 @@ class NewtonSummary(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        directions = self._directions()
+        group = self._group()
+        directions = self._directions(group)
         ns = self._ns
-        if ns["step"] % self.period == 0:
-            self._refresh(directions)
+        if ns["step"] % group["period"] == 0:
+            self._refresh(group, directions)
         eta = ns["eta"]
         if eta is not None:
-            group = self.param_groups[0]
             for name, p in zip(self.param_names, group["params"]):
                 index = self._group_of.get(name)
                 if index is None:
@@ -235,12 +249,15 @@ class NewtonSummary(torch.optim.Optimizer):
         ns["step"] += 1
         return loss
 
+    # -- the loop's hooks (protocol.TrainingHooks) -------------------------------------------------------
     def on_epoch_end(self, train_loss: float) -> None:
-        """ReduceDampingOnPlateau on the epoch-mean training loss (SPEC 1.3)."""
-        for group in self.param_groups:
-            group["damping"] = self.plateau.update(float(train_loss), group["damping"])
+        """ReduceDampingOnPlateau on the epoch-mean training loss (Appendix 0.G), with the group's settings."""
+        group = self.param_groups[0]
+        plateau = self.plateau
+        plateau.factor, plateau.patience = group["plateau_factor"], group["plateau_patience"]
+        plateau.threshold = group["plateau_threshold"]
+        group["damping"] = plateau.update(float(train_loss), group["damping"])
 
-    # -- logging ----------------------------------------------------------------------------------------
     def step_sizes(self) -> dict[str, float]:
         """lambda_1 * eta_i per group (0 until the first solve)."""
         damping = self.param_groups[0]["damping"]
@@ -256,18 +273,19 @@ class NewtonSummary(torch.optim.Optimizer):
             out["newton_summary/root_r"] = float(self._ns["root"])
         return out
 
-    def images(self) -> dict[str, torch.Tensor]:
+    def visuals(self) -> dict[str, Visual]:
+        """The averaged summaries (Figure 1 of the papers shows Hbar and its inverse), once there are any."""
         mean = self.averaged_summary()
         if mean is None:
             return {}
         labels = list(self.partition.group_names)
-        hbar = torch.diag(mean.hbar.diagonal()) if self.diagonal else mean.hbar
+        hbar = torch.diag(mean.hbar.diagonal()) if self.param_groups[0]["diagonal"] else mean.hbar
         inverse = torch.linalg.pinv(hbar) if torch.isfinite(hbar).all() else torch.full_like(hbar, math.nan)
         return {
-            "summary/hbar": render_heatmap(hbar, labels, "Hbar"),
-            "summary/hbar_inv": render_heatmap(inverse, labels, "Hbar^-1"),
-            "summary/gbar": render_bars(mean.gbar, labels, "gbar"),
-            "summary/d3": render_bars(mean.d3, labels, "D3 (diagonal)"),
+            "summary/hbar": Heatmap(hbar, labels, "Hbar"),
+            "summary/hbar_inv": Heatmap(inverse, labels, "Hbar^-1"),
+            "summary/gbar": Bars(mean.gbar, labels, "gbar"),
+            "summary/d3": Bars(mean.d3, labels, "D3 (diagonal)"),
         }
 
     # -- exact resume -----------------------------------------------------------------------------------
@@ -277,26 +295,25 @@ class NewtonSummary(torch.optim.Optimizer):
         ns["window"] = [tuple(x.clone() for x in s) for s in ns["window"]]
         ns["eta"] = None if ns["eta"] is None else ns["eta"].clone()
         ns["plateau"] = self.plateau.state_dict()
-        if self._generator is not None:
-            ns["generator"] = self._generator.get_state()
-        elif self._pending_generator_state is not None:
-            ns["generator"] = self._pending_generator_state
+        ns["generator"] = self._generator.get_state()
         state["newton_summary"] = ns
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         state_dict = dict(state_dict)
         ns = dict(state_dict.pop("newton_summary", {}))
+        saved_partition = state_dict["param_groups"][0].get("partition", self._partition_spec)
+        if saved_partition != self._partition_spec:
+            raise ValueError(f"the saved NewtonSummary state has partition={saved_partition!r} but this optimizer "
+                             f"has {self._partition_spec!r}; resume with the checkpoint's partition")
         super().load_state_dict(state_dict)
+        _validate(self.param_groups[0])
         if not ns:
             return
         self.plateau.load_state_dict(ns.pop("plateau"))
         generator = ns.pop("generator", None)
         if generator is not None:
-            if self._generator is not None:
-                self._generator.set_state(generator)
-            else:
-                self._pending_generator_state = generator
+            self._generator.set_state(generator)
         ns["window"] = [Summary(*(x.clone() for x in s)) for s in ns["window"]]
         ns["eta"] = None if ns["eta"] is None else ns["eta"].clone()
         self._ns = ns

@@ -1,4 +1,5 @@
-"""Partitions of the parameter tensors into S subsets (SPEC 1.4, Appendix J of the 2024 paper).
+"""Partitions of the parameter tensors into S subsets (arXiv:2312.03885, 2024 version, Appendix 0.J;
+docs/methods/newton_summary.md, "Partitions").
 
 Layers are derived from parameter names: the module prefix (``layers.f1`` of ``layers.f1.weight``) is the
 layer, the suffix says weight or bias (``bias`` is a bias, anything else counts as a weight). Layers are
@@ -12,15 +13,13 @@ Spellings (also from config, ``optimizer.partition=blocks-4``):
   and biases; the classifier's weight and bias are subsets of their own (S = 2k + 2);
 - ``alternate-k``: like blocks-k, but layer l (counted from 0, classifier excluded) goes to block l mod k;
 - ``chunks-k``: all layers, classifier included, in k consecutive chunks x {weights, biases} (VBigMLP's
-  10-subset partition is ``chunks-5``, Appendix H).
+  10-subset partition is ``chunks-5``, Appendix 0.H).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable, Sequence
-
-import torch
 
 SPELLINGS = "canonical, trivial, weights-biases, blocks-k, alternate-k, chunks-k"
 
@@ -160,8 +159,3 @@ def build_partition(spec: str | Partition, params: Iterable) -> Partition:
         group_names, groups = _by_role(names, mapping, k, "chunk")
         return Partition(tuple(group_names), tuple(groups))
     raise ValueError(f"unknown partition '{spec}'; choose one of: {SPELLINGS} (k a whole number)")
-
-
-def group_sizes(partition: Partition, params: dict[str, torch.Tensor]) -> list[int]:
-    """Number of scalars in each group (for reports)."""
-    return [sum(params[n].numel() for n in group) for group in partition.groups]

@@ -1,4 +1,5 @@
-"""ReduceDampingOnPlateau (SPEC 1.3): halve lambda_1 when the epoch-mean training loss stops improving.
+"""ReduceDampingOnPlateau: halve lambda_1 when the epoch-mean training loss stops improving (arXiv:2312.03885,
+2024 version, Appendix 0.G; docs/methods/newton_summary.md, "The optimizer, step by step").
 
 Mode min, relative threshold (an epoch improves when loss < best * (1 - threshold)), patience epochs without
 improvement are tolerated, the next one multiplies lambda_1 by ``factor``; after a reduction the best value

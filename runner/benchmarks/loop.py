@@ -11,17 +11,25 @@ import torch
 import torch.nn.functional as F
 
 from ...models import build_model
-from ..benchmarks.timing import median_seconds
-from ..training.build import pick_device
 from ..data.dataset import Dataset, Split
+from ..tasks import ClassificationTask
 from ..training.logger import RunLogger
 from ..training.loop import LoopSettings, TrainingLoop
+from .device import add_device_argument
+from .timing import interleaved_medians
 
 
 def random_cifar(n: int, device) -> Dataset:
     g = torch.Generator().manual_seed(0)
     split = Split(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
     return Dataset("random", (3, 32, 32), 10, split, None, None).to(device)
+
+
+class TrainingOnlyTask(ClassificationTask):
+    """The loop's task without its end-of-epoch evaluation, which the bare loop does not do either."""
+
+    def evaluate(self, model):
+        return {}
 
 
 def bare_steps(model, opt, dataset, batch_size, steps, generator):
@@ -40,9 +48,9 @@ def run(argv: list[str]) -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="auto")
+    add_device_argument(parser, default="auto")
     args = parser.parse_args(argv)
-    device = pick_device(args.device)
+    device = args.device
     dataset = random_cifar(args.steps * args.batch_size, device)
     torch.manual_seed(0)
     model = build_model(args.model).to(device)
@@ -51,24 +59,21 @@ def run(argv: list[str]) -> None:
 
     with tempfile.TemporaryDirectory() as run_dir:
         logger = RunLogger(run_dir)
-        settings = LoopSettings(epochs=1, steps=args.steps, batch_size=args.batch_size, log_every=10, image_every=0,
-                                eval_batch_size=1000, steps_per_epoch=None, checkpoint=False, progress=False)
+        settings = LoopSettings(epochs=1, steps=args.steps, log_every=10, image_every=0, checkpoint=False,
+                                progress=False)
 
         def runner_steps():
-            loop = TrainingLoop(model, opt, dataset, settings, logger, run_dir, device, 0, "")
-            loop._evaluate = dict  # evaluation excluded from both sides
-            loop.run()
+            task = TrainingOnlyTask(dataset, args.batch_size, 1000, torch.Generator(device=device).manual_seed(0),
+                                    device)
+            TrainingLoop(model, opt, task, settings, logger, run_dir, device, "").run()
 
         def bare():
             bare_steps(model, opt, dataset, args.batch_size, args.steps, generator)
 
-        t_bare, t_runner = [], []
-        for _ in range(args.repeats):  # interleaved, so drifts in machine load hit both sides alike
-            t_bare.append(median_seconds(bare, device, repeats=1, warmup=0 if t_bare else 1))
-            t_runner.append(median_seconds(runner_steps, device, repeats=1, warmup=0 if t_runner else 1))
+        seconds = interleaved_medians({"bare": bare, "hoopt": runner_steps}, device, args.repeats)
         logger.close()
-    bare_ms = 1000 * sorted(t_bare)[len(t_bare) // 2] / args.steps
-    runner_ms = 1000 * sorted(t_runner)[len(t_runner) // 2] / args.steps
+    bare_ms = 1000 * seconds["bare"] / args.steps
+    runner_ms = 1000 * seconds["hoopt"] / args.steps
     print(f"device {device}, model {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats}")
     print(f"{'':14}{'ms/step':>10}")
     print(f"{'bare loop':14}{bare_ms:10.3f}")

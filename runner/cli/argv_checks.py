@@ -10,7 +10,7 @@ from ..errors import HooptError
 
 # hoopt/configs, from hoopt/runner/cli/
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "configs")
-CHECKED_GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment")
+CHECKED_GROUPS = ("model", "dataset", "optimizer", "trainer", "logger", "experiment", "debug")
 SWEEP_FUNCTION = re.compile(r"^\w+\(.*\)$")  # choice(...), range(...), glob(...): Hydra's own sweep syntax
 
 

@@ -5,6 +5,9 @@ summary  NewtonSummary's summary refresh against the 2S+1-autograd-call referenc
 epoch    NewtonSummary's time per training step against Adam's
 lodo     LODO's time per step and memory against Adam's (PixelCNN generator, LeNet)
 kfac     K-FAC's time per step against SGD's (MLP, LeNet, VGG-11')
+
+Every benchmark takes --device cpu|cuda|auto (auto: cuda when available) and flags for smaller sizes
+(hoopt-bench <name> --help).
 """
 
 import importlib

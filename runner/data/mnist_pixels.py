@@ -1,4 +1,4 @@
-"""The LODO paper's autoregressive MNIST task (SPEC 2.1).
+"""The LODO paper's autoregressive MNIST task (arXiv:2210.06171, Appendix F.2; docs/methods/lodo.md).
 
 Each example is an MNIST image and a query pixel q chosen uniformly. Pixels from q on in raster order are
 blackened (q itself is the value to predict, so it is hidden too) and the model sees 5 channels:

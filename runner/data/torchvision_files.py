@@ -15,7 +15,8 @@ from torchvision import datasets
 from ..errors import HooptError
 from .dataset import Dataset, Split, hold_out, normalise, validation_count
 
-# SPEC 1.5: normalisation constants and held-out validation sizes of the papers.
+# The NewtonSummary papers' normalisation constants and held-out validation sizes
+# (docs/methods/newton_summary.md, "The papers' experiments").
 MNIST_MEAN, MNIST_STD, MNIST_VAL = (0.1307,), (0.3081,), 6000
 CIFAR_MEAN, CIFAR_STD, CIFAR_VAL = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), 5000
 

@@ -79,8 +79,7 @@ def is_execution_detail(override: str) -> bool:
 
 def identity(run: Run) -> dict:
     return {k: v for k, v in run.config.items()
-            if not any(k == n or (n.endswith(".") and k.startswith(n)) for n in NOT_IDENTITY)
-            and not k.startswith("model.paper.")}
+            if not any(k == n or (n.endswith(".") and k.startswith(n)) for n in NOT_IDENTITY)}
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
