@@ -1,4 +1,4 @@
-"""K-FAC factors (SPEC 3) against dense per-example computations on tiny float64 layers."""
+"""K-FAC factors (docs/methods/kfac.md) against dense per-example computations on tiny float64 layers."""
 
 import pytest
 import torch

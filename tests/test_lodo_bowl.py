@@ -1,8 +1,8 @@
-"""LODO on the noisy quadratic bowl (SPEC 2.1): it learns H^{-1} and beats Adam at the paper's settings.
+"""LODO on the noisy quadratic bowl (LODO paper, Sec. 5.1): it learns H^{-1} and beats Adam at the paper's settings.
 
 The bowl is ``build_model("noisy_quadratic")`` (n = 100, H = U diag(geometric 1e-3..1) U^T); the centre c
 takes an N(0, I) step before every evaluation and x_0 = 0. Newton's expected loss is 1/2 tr H = 7.41.
-Paper settings (SPEC 2.2): LODO alpha_0 0.270, beta 0.195, meta-lr 9.6e-4; Adam lr 1.164, betas (0.465, 0.9884).
+Paper settings (LODO paper, Appendix E, Table 6): LODO alpha_0 0.270, beta 0.195, meta-lr 9.6e-4; Adam lr 1.164, betas (0.465, 0.9884).
 
 Measured with seed 0 (float32): after 4k steps LODO's loss over the last quarter is ~11-12 (Adam ~15) and
 the Hessian error falls from 0.96 to ~0.80; after 100k steps (the slow test) LODO is at ~9 and the error ~0.7.

@@ -1,4 +1,4 @@
-"""LODO's block-permutation preconditioner (SPEC 2) against dense matrices built from the same factors."""
+"""LODO's block-permutation preconditioner (docs/methods/lodo.md) against dense matrices built from the same factors."""
 
 import pytest
 import torch

@@ -23,9 +23,9 @@ def test_output_shape(name):
 
 
 @pytest.mark.parametrize("name,count,tensors", [
-    ("pixelcnn", 94_696, None),  # SPEC 2.1
-    ("resnet18", 11_173_962, None),  # SPEC 2.1
-    ("mlp", 784 * 1024 + 1024 + 1024 * 200 + 200 + 200 * 100 + 100 + 100 * 10 + 10, 8),  # S = 8 (SPEC 1.4)
+    ("pixelcnn", 94_696, None),  # the LODO paper's count
+    ("resnet18", 11_173_962, None),  # the LODO paper's count
+    ("mlp", 784 * 1024 + 1024 + 1024 * 200 + 200 + 200 * 100 + 100 + 100 * 10 + 10, 8),  # S = 8 (docs/methods/newton_summary.md)
     ("lenet", 62_006, 10),
     ("vgg", None, 18),
     ("bigmlp", 3072 * 1024 + 1024 + 19 * (1024 * 1024 + 1024) + 1024 * 10 + 10, 42),
@@ -46,7 +46,7 @@ def test_vbigmlp_depth_reduced_width():
 
 @pytest.mark.parametrize("name,sigma", [("mlp", 1.0), ("lenet", 1.0), ("vgg", math.sqrt(2)), ("bigmlp", math.sqrt(2))])
 def test_paper_initialisation(name, sigma):
-    """W ~ N(0, sigma_w^2 / fan_in), b = 0 (SPEC 1.5)."""
+    """W ~ N(0, sigma_w^2 / fan_in), b = 0 (the NewtonSummary papers' initialisation)."""
     torch.manual_seed(0)
     model = build_model(name)
     for module in model.modules():
@@ -73,7 +73,7 @@ def test_noisy_quadratic_spectrum_and_optimum():
     eig = torch.linalg.eigvalsh(model.hessian.double())
     assert eig.min().item() == pytest.approx(1e-3, rel=1e-3)
     assert eig.max().item() == pytest.approx(1.0, rel=1e-4)
-    assert model.optimum_loss == pytest.approx(7.41, abs=0.01)  # SPEC 2.1
+    assert model.optimum_loss == pytest.approx(7.41, abs=0.01)  # the LODO paper's count
     c = torch.randn(100)
     assert model(c).item() == pytest.approx(0.5 * (c @ model.hessian @ c).item(), rel=1e-5)
 

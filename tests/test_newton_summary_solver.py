@@ -1,4 +1,4 @@
-"""The cubic step-size solver (SPEC 1.2) on small float64 problems with known answers."""
+"""The cubic step-size solver (docs/methods/newton_summary.md) on small float64 problems with known answers."""
 
 import math
 

@@ -59,9 +59,8 @@ def test_the_readme_layout_is_the_tracked_tree():
     folders |= {"/".join(f.split("/")[:i]) + "/" for f in files for i in range(1, f.count("/") + 1)}
     listed = layout_paths()
     listed_folders = {p for p in listed if p.endswith("/")}
-    hidden = {f for f in folders if f.startswith(".")}
-    assert listed_folders == folders - hidden, (
-        f"in git but not in the Layout: {sorted(folders - hidden - listed_folders)}; "
+    assert listed_folders == folders, (
+        f"in git but not in the Layout: {sorted(folders - listed_folders)}; "
         f"in the Layout but not in git: {sorted(listed_folders - folders)}")
     listed_files = {p for p in listed if not p.endswith("/")}
     assert listed_files <= set(files), f"listed but not tracked: {sorted(listed_files - set(files))}"
