@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..protocol import TrainingHooks, Visual
+from .model_argument import model_and_params
 from ..validation import (
     require_choice,
     require_in_range,
@@ -86,13 +87,7 @@ class KFACPytorchAdapter(torch.optim.SGD, TrainingHooks):
         model: nn.Module | None = None,
     ) -> None:
         preconditioner_class = load_preconditioner_class()
-        if isinstance(params, nn.Module):
-            if model is not None and model is not params:
-                raise ValueError("KFACPytorchAdapter got a module as params and another one as model; pass one model")
-            model, params = params, params.named_parameters()
-        if model is None:
-            raise ValueError("KFACPytorchAdapter needs the model kfac-pytorch hooks: KFACPytorchAdapter(model, ...) "
-                             "or KFACPytorchAdapter(model.named_parameters(), ..., model=model) (the runner passes it)")
+        model, params = model_and_params(params, model, "KFACPytorchAdapter")
         super().__init__(params, lr=require_positive("lr", lr), momentum=require_probability("momentum", momentum),
                          weight_decay=require_non_negative("weight_decay", weight_decay))
         extra = dict(damping=damping, factor_decay=factor_decay, kl_clip=kl_clip,

@@ -39,6 +39,7 @@ from torch import nn
 
 from ..protocol import TrainingHooks, Visual
 from ..validation import require_choice, require_int, require_non_negative, require_positive, require_probability
+from .model_argument import model_and_params
 from .capture import FactorCapture
 from .factors import grad_matrix, is_supported_layer, split_matrix
 from .inverses import (
@@ -144,13 +145,7 @@ class KFAC(torch.optim.Optimizer, TrainingHooks):
         model: nn.Module | None = None,
         classifier: bool = True,
     ) -> None:
-        if isinstance(params, nn.Module):
-            if model is not None and model is not params:
-                raise ValueError("KFAC got a module as params and another one as model; pass one model")
-            model, params = params, params.named_parameters()
-        if model is None:
-            raise ValueError("KFAC needs the model whose layers it preconditions: KFAC(model, ...) or "
-                             "KFAC(model.named_parameters(), ..., model=model) (the runner passes it)")
+        model, params = model_and_params(params, model, "KFAC")
         if not isinstance(classifier, bool):
             raise ValueError(f"classifier must be true or false, got {classifier!r}")
         seed = int(torch.initial_seed() % 2**63) if seed is None else seed
