@@ -18,6 +18,8 @@ from typing import Sequence
 
 import torch
 
+from ..validation import require_int
+
 from .base import PermutedPreconditioner, as_columns
 
 # Orthogonal blocks are generated in chunks of this many blocks, so generation memory stays bounded on
@@ -179,10 +181,7 @@ class BlockPermutationPreconditioner(PermutedPreconditioner):
     def __init__(self, n: int, block_size: int = 4, depth: int = 16, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"):
         super().__init__(n)
-        if block_size < 1:
-            raise ValueError(f"block_size must be a positive integer, got {block_size}")
-        if depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth}")
+        block_size, depth = require_int("block_size", block_size, minimum=1), require_int("depth", depth, minimum=1)
         generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.block_size, self.depth = block_size, depth
         self.m = padded_size(n, block_size)

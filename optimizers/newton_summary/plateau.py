@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 
+from ..validation import require_in_range, require_int, require_non_negative
+
 
 class ReduceDampingOnPlateau:
     def __init__(self, factor: float = 0.5, patience: int = 2, threshold: float = 1e-4):
-        if not 0 < factor < 1:
-            raise ValueError(f"plateau_factor must be in (0, 1), got {factor}")
-        if patience < 0 or int(patience) != patience:
-            raise ValueError(f"plateau_patience must be a whole number >= 0, got {patience}")
-        if not threshold >= 0:
-            raise ValueError(f"plateau_threshold must be >= 0, got {threshold}")
-        self.factor, self.patience, self.threshold = float(factor), int(patience), float(threshold)
+        self.factor = require_in_range("plateau_factor", factor, 0, 1, low_inclusive=False)
+        self.patience = require_int("plateau_patience", patience, minimum=0)
+        self.threshold = require_non_negative("plateau_threshold", threshold)
         self.best = math.inf
         self.bad_epochs = 0
 
