@@ -9,6 +9,8 @@ import os
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
+from ..errors import HooptError
+
 
 class RunLogger:
     def __init__(self, run_dir: str, resume_step: int | None = None):
@@ -16,15 +18,29 @@ class RunLogger:
         self.metrics_path = os.path.join(run_dir, "metrics.jsonl")
         if resume_step is not None:
             self._truncate_after(resume_step)
-        # purge_step drops events the killed run wrote after its last checkpoint.
-        self.writer = SummaryWriter(log_dir=run_dir, purge_step=resume_step)
+        # TensorBoard drops earlier events whose step is >= purge_step: everything the killed run wrote after its
+        # last checkpoint. Everything at the checkpoint's own step (the epoch's evaluation, the next epoch's probe)
+        # was written before the checkpoint, so it stays: purging from that step would leave a hole in each
+        # resumed curve.
+        purge_step = None if resume_step is None else resume_step + 1
+        self.writer = SummaryWriter(log_dir=run_dir, purge_step=purge_step)
         self._metrics = open(self.metrics_path, "a", buffering=1)
 
     def _truncate_after(self, step: int) -> None:
         if not os.path.exists(self.metrics_path):
             return
+        kept = []
         with open(self.metrics_path) as f:
-            kept = [line for line in f if line.strip() and json.loads(line).get("step", 0) <= step]
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record_step = json.loads(line).get("step", 0)
+                except (json.JSONDecodeError, AttributeError):
+                    raise HooptError(f"{self.metrics_path} is damaged at line {number}, so this run cannot be resumed "
+                                     f"with its logs intact; start a new run (another hydra.run.dir).") from None
+                if record_step <= step:
+                    kept.append(line)
         with open(self.metrics_path, "w") as f:
             f.writelines(kept)
 

@@ -3,7 +3,9 @@
 Per step: take the task's next batch, ``optimizer.step(closure)``, accumulate the loss on the device. At the
 logging interval: sync, check the loss is finite, write ``train/loss``, ``time/step_ms``, the learning rates and
 the optimizer's diagnostics. At the image interval: the optimizer's visuals, rendered. Per epoch: evaluate the
-task, call the optimizer's ``on_epoch_end``, write a checkpoint. A non-finite loss stops the run with status
+task, call the optimizer's ``on_epoch_end``, run the probes for the next epoch, write a checkpoint (so everything
+logged at a checkpoint's step was written before it, and a resumed run rewrites nothing). A loss that is not finite,
+or that exceeds ``divergence_factor`` times the run's first logged loss (at least 1), stops the run with status
 ``diverged``; everything logged so far stays. The loop knows tasks only through tasks.base.Task and optimizers
 only through optimizers/protocol.py."""
 
@@ -14,14 +16,13 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm import tqdm
-
 from ...optimizers.protocol import TrainingHooks
 from ..analysis.rendering import render
 from ..tasks.base import Task
 from .checkpoint import save_checkpoint
 from .logger import RunLogger
 from .memory import peak_memory_mb
+from .progress import Progress
 
 
 @dataclass
@@ -33,6 +34,9 @@ class LoopSettings:
     checkpoint: bool
     progress: bool
     interrupt_after_epoch: int | None = None  # test aid (configs/debug/): exit like a killed run after this epoch
+    # A finite loss above divergence_factor * max(1, first logged loss) counts as diverged (None: only non-finite).
+    divergence_factor: float | None = 1e6
+    progress_interval_s: float = 60.0  # without a terminal: seconds between two progress lines
 
 
 @dataclass
@@ -45,13 +49,16 @@ class LoopResult:
 
 class TrainingLoop:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, settings: LoopSettings,
-                 logger: RunLogger, run_dir: str, device: torch.device, config_yaml: str, probes: list | None = None):
+                 logger: RunLogger, run_dir: str, device: torch.device, config_yaml: str, probes: list | None = None,
+                 console=None):
         self.model, self.optimizer, self.task = model, optimizer, task
         self.settings, self.logger, self.run_dir, self.device = settings, logger, run_dir, device
         self.config_yaml = config_yaml
         # Plain torch.optim optimizers have no hooks; hoopt's methods implement all of TrainingHooks.
         self.hooks = optimizer if isinstance(optimizer, TrainingHooks) else None
         self.probes = probes or []  # observers called before each epoch (the Hbar probe)
+        self.console = console  # RunConsole for progress lines without a terminal (None: no such lines)
+        self.reference_loss: float | None = None  # the run's first logged training loss (divergence rule)
         self.total_steps = settings.steps or settings.epochs * task.steps_per_epoch
         self.epoch, self.step = 0, 0
         self.wall_before = 0.0  # training seconds spent by earlier processes of a resumed run
@@ -67,6 +74,7 @@ class TrainingLoop:
             "epoch": self.epoch,
             "step": self.step,
             "wall_s": self.wall_seconds(),
+            "reference_loss": self.reference_loss,
             "config": self.config_yaml,
         }
         if self.device.type == "cuda":
@@ -82,29 +90,39 @@ class TrainingLoop:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.epoch, self.step = state["epoch"], state["step"]
         self.wall_before = state.get("wall_s", 0.0)
+        self.reference_loss = state.get("reference_loss")
         self.started = time.perf_counter()
 
     def wall_seconds(self) -> float:
         return self.wall_before + time.perf_counter() - self.started
 
     # -- the loop ----------------------------------------------------------------------------------------
+    @property
+    def total_epochs(self) -> int:
+        return math.ceil(self.total_steps / self.task.steps_per_epoch)
+
     def run(self) -> LoopResult:
         s = self.settings
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=None if s.progress else True,
-                   dynamic_ncols=True, desc="train")
+        progress = Progress(self.console, self.total_steps, self.total_epochs, self.step,
+                            enabled=s.progress and self.console is not None, interval_s=s.progress_interval_s)
+        progress.epoch = self.epoch
         try:
+            if self.step == 0:  # a resumed run's next-epoch probe was written before its checkpoint
+                self._run_probes()
             while self.step < self.total_steps:
-                for probe in self.probes:
-                    probe.before_epoch(self)
-                result = self._run_epoch(bar)
+                result = self._run_epoch(progress)
                 if result is not None:
                     return result
                 if s.interrupt_after_epoch is not None and self.epoch >= s.interrupt_after_epoch:
                     return LoopResult("interrupted", self.epoch, self.step, "stopped by trainer.interrupt_after_epoch")
         finally:
-            bar.close()
+            progress.close()
             self.logger.flush()
         return LoopResult("completed", self.epoch, self.step)
+
+    def _run_probes(self) -> None:
+        for probe in self.probes:
+            probe.before_epoch(self)
 
     def _closure_for(self, batch):
         def closure():
@@ -114,7 +132,13 @@ class TrainingLoop:
             return loss
         return closure
 
-    def _run_epoch(self, bar) -> LoopResult | None:
+    def _is_divergent(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True
+        factor = self.settings.divergence_factor
+        return factor is not None and loss > factor * max(1.0, abs(self.reference_loss or 0.0))
+
+    def _run_epoch(self, progress: Progress) -> LoopResult | None:
         s = self.settings
         self.model.train()
         epoch_sum = torch.zeros((), device=self.device)
@@ -129,24 +153,28 @@ class TrainingLoop:
             self.step += 1
             epoch_steps += 1
             window_steps += 1
-            bar.update(1)
+            progress.update(self.step, self.epoch)
             if self.step % s.log_every == 0:
                 mean = (window_sum / window_steps).item()  # the one sync per logging interval
                 elapsed_ms = 1000 * (time.perf_counter() - window_start) / window_steps
-                if not math.isfinite(mean):
+                if self.reference_loss is None and math.isfinite(mean):
+                    self.reference_loss = mean
+                if self._is_divergent(mean):
                     return self._diverged(mean)
                 values = {"train/loss": mean, "time/step_ms": elapsed_ms, **self._learning_rates()}
                 if self.hooks is not None:
                     values.update(self.hooks.diagnostics())
                 self.logger.scalars(values, self.step, self.epoch)
-                bar.set_postfix(loss=f"{mean:.4g}", refresh=False)
+                progress.logged(mean)
                 window_sum.zero_()
                 window_steps, window_start = 0, time.perf_counter()
             if s.image_every and self.hooks is not None and self.step % s.image_every == 0:
                 self.logger.images({tag: render(v) for tag, v in self.hooks.visuals().items()}, self.step)
         self.epoch += 1
         epoch_loss = (epoch_sum / max(epoch_steps, 1)).item()
-        if not math.isfinite(epoch_loss):
+        if self.reference_loss is None and math.isfinite(epoch_loss):
+            self.reference_loss = epoch_loss
+        if self._is_divergent(epoch_loss):
             return self._diverged(epoch_loss)
         metrics = {"train/epoch_loss": epoch_loss, "time/wall_s": self.wall_seconds(), **peak_memory_mb(self.device)}
         metrics.update(self.task.evaluate(self.model))
@@ -156,6 +184,9 @@ class TrainingLoop:
         if self.hooks is not None:
             self.hooks.on_epoch_end(epoch_loss)
         self.logger.scalars(metrics, self.step, self.epoch)
+        progress.evaluated(metrics)
+        if self.step < self.total_steps:
+            self._run_probes()
         self.logger.flush()
         if s.checkpoint:
             save_checkpoint(self.run_dir, self.state_dict())
@@ -168,6 +199,9 @@ class TrainingLoop:
         return {f"lr/group{i}": float(g["lr"]) for i, g in enumerate(groups)}
 
     def _diverged(self, value: float, why: str = "") -> LoopResult:
+        if not why and math.isfinite(value):
+            why = (f"training loss reached {value:.4g} at step {self.step}, more than trainer.divergence_factor="
+                   f"{self.settings.divergence_factor:g} times the first logged loss {self.reference_loss:.4g}")
         message = why or f"training loss became {value} at step {self.step}"
         self.logger.scalars({"train/diverged": 1.0}, self.step, self.epoch)
         return LoopResult("diverged", self.epoch, self.step, message)
