@@ -14,6 +14,8 @@
 
 2. **Stepping.** The loop calls ``optimizer.step(closure)``; ``closure()`` zeroes the gradients, evaluates the
    training loss on the current minibatch, back-propagates and returns the loss (the ``torch.optim`` contract).
+   ``closure(create_graph=True)`` keeps the graph of the gradients, for methods that take Hessian-vector products
+   of them (AdaHessian, Sophia: optimizers/hessian_vector.py); the caller's closure decides nothing else.
 
 3. **Hooks.** An optimizer that subclasses :class:`TrainingHooks` is also called with ``diagnostics()`` at the
    logging interval, ``visuals()`` at the image interval and ``on_epoch_end(train_loss)`` once per epoch. The

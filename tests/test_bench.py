@@ -24,6 +24,8 @@ SMALLEST = {
     "lodo": (["--models", "lenet", "--batch", "8", "--repeats", "1", "--warmup", "1"], r"^lenet "),
     "kfac": (["--models", "mlp", "--batch", "8", "--repeats", "1", "--cov-every", "2", "--inv-every", "4"],
              r"^mlp "),
+    "competitors": (["--models", "mlp", "--batch", "8", "--steps", "1", "--repeats", "1",
+                     "--optimizers", "soap,kron,adahessian,sophia"], r"^mlp "),
 }
 NUMBER = re.compile(r"(?<![\w.])-?(?:\d[\d,]*\.?\d*(?:e[-+]?\d+)?|nan|inf)", re.IGNORECASE)
 

@@ -5,6 +5,7 @@ summary  NewtonSummary's summary refresh against the 2S+1-autograd-call referenc
 epoch    NewtonSummary's time per training step against Adam's
 lodo     LODO's time per step and memory against Adam's (PixelCNN generator, LeNet)
 kfac     K-FAC's time per step against SGD's (MLP, LeNet, VGG-11')
+competitors  Shampoo, SOAP, PSGD Kron, AdaHessian and Sophia: time per step against Adam's (MLP, LeNet)
 
 Every benchmark takes --device cpu|cuda|auto (auto: cuda when available) and flags for smaller sizes
 (hoopt-bench <name> --help).
@@ -13,7 +14,7 @@ Every benchmark takes --device cpu|cuda|auto (auto: cuda when available) and fla
 import importlib
 import sys
 
-BENCHMARKS = ("loop", "summary", "epoch", "lodo", "kfac")
+BENCHMARKS = ("loop", "summary", "epoch", "lodo", "kfac", "competitors")
 
 
 def main(argv=None) -> None:

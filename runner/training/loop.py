@@ -125,10 +125,10 @@ class TrainingLoop:
             probe.before_epoch(self)
 
     def _closure_for(self, batch):
-        def closure():
+        def closure(create_graph: bool = False):  # optimizers/protocol.py, "Stepping"
             self.optimizer.zero_grad(set_to_none=True)
             loss = self.task.loss(self.model, batch)
-            loss.backward()
+            loss.backward(create_graph=create_graph)
             return loss
         return closure
 
