@@ -244,3 +244,33 @@ def test_shared_settings_must_agree_across_parameter_groups():
     opt.param_groups[1]["cov_update_every"] = 3
     with pytest.raises(ValueError, match="cov_update_every must be the same"):
         opt.step(lambda: None)
+
+
+# -- statistics come from steps only ------------------------------------------------------------------------
+def test_forwards_outside_a_step_neither_draw_labels_nor_enter_the_factors():
+    """A grad-enabled forward and backward between steps (an observer such as the Hbar probe, before the first step
+    too) leaves the trajectory exactly as it is; inside no_capture() even within the capture window."""
+    torch.manual_seed(6)
+    batches = _batches((3, 8, 8), 7, batch=8, seed=6)
+    probe_x = torch.randn(8, 3, 8, 8)
+    first, second = small_vgg(), small_vgg()
+    second.load_state_dict(first.state_dict())
+    options = dict(lr=0.05, cov_update_every=2, inv_update_every=3, seed=0)
+    plain = KFAC(first, **options)
+    _train(first, plain, batches)
+    observed = KFAC(second, **options)
+
+    def observe():
+        F.cross_entropy(second(probe_x), torch.zeros(8, dtype=torch.long)).backward()
+        second.zero_grad()
+
+    for x, y in batches:
+        observe()  # before each step, the first one included
+        _train(second, observed, [(x, y)])
+    for a, b in zip(first.parameters(), second.parameters()):  # (the observer moved BatchNorm's running statistics)
+        assert torch.equal(a, b)
+    assert torch.equal(plain.generator.get_state(), observed.generator.get_state())
+    observed.zero_grad()  # opens the window of the next covariance step (the plain-PyTorch pattern)...
+    with observed.no_capture():  # ...but an observer inside no_capture() still does not count
+        second(probe_x).sum().backward()
+    assert observed._capture.take() == {}

@@ -89,7 +89,7 @@ CASES += [(tiny_conv, spec) for spec in ("canonical", "trivial", "weights-biases
 @pytest.mark.parametrize("factory,spec", CASES)
 def test_summaries_match_brute_force(factory, spec):
     params, direction, loss_fn = setup(factory)
-    partition = build_partition(spec, list(params))
+    partition = build_partition(spec, list(params.items()))
     expected = brute_force(params, direction, loss_fn, partition)
     got = hessian_summary(loss_fn, params, direction, partition)
     for name, a, b in zip(("gbar", "hbar", "d3"), got, expected):
@@ -105,6 +105,20 @@ def test_second_order_only_leaves_d3_zero():
     cheap = hessian_summary(loss_fn, params, direction, partition, third_order=False)
     assert torch.allclose(full.hbar, cheap.hbar, rtol=1e-12) and torch.allclose(full.gbar, cheap.gbar, rtol=1e-12)
     assert torch.count_nonzero(cheap.d3) == 0
+
+
+def test_diagonal_only_is_the_diagonal_of_the_full_hbar():
+    """The Appendix 0.K ablation computes only Hbar_ii (one second backward per group, with respect to its own
+    t_i): the same diagonal, gbar and D3 as the full summary, zeros elsewhere."""
+    for factory in (tiny_mlp, tiny_conv):
+        params, direction, loss_fn = setup(factory)
+        partition = build_partition("canonical", list(params))
+        full = hessian_summary(loss_fn, params, direction, partition)
+        diagonal = hessian_summary(loss_fn, params, direction, partition, diagonal=True)
+        assert torch.equal(diagonal.hbar, torch.diag(diagonal.hbar.diagonal()))
+        assert relative_error(diagonal.hbar.diagonal(), full.hbar.diagonal()) < 1e-12
+        assert relative_error(diagonal.gbar, full.gbar) < 1e-12 and relative_error(diagonal.d3, full.d3) < 1e-12
+        assert torch.count_nonzero(full.hbar - torch.diag(full.hbar.diagonal())) > 0
 
 
 def test_float32_agrees_with_float64():
@@ -267,7 +281,7 @@ def test_split_first_layer_for_every_convolution_kind(conv, groups):
 def test_reference_procedure_matches_brute_force(factory, spec):
     """The oracle itself, checked where the full Hessian is affordable."""
     params, direction, loss_fn = setup(factory)
-    partition = build_partition(spec, list(params))
+    partition = build_partition(spec, list(params.items()))
     expected = brute_force(params, direction, loss_fn, partition)
     got = reference_summary(loss_fn, params, direction, partition)
     for name, a, b in zip(("gbar", "hbar", "d3"), got, expected):
@@ -285,7 +299,7 @@ def test_summaries_match_the_reference_procedure_on_lenet(spec):
     gen = torch.Generator().manual_seed(9)
     direction = {n: torch.randn(p.shape, dtype=p.dtype, generator=gen) for n, p in params.items()}
     loss_fn = lambda p: F.cross_entropy(functional_call(model, p, (x,)), y)
-    partition = build_partition(spec, list(params))
+    partition = build_partition(spec, list(params.items()))
     expected = reference_summary(loss_fn, params, direction, partition)
     got = hessian_summary(loss_fn, params, direction, partition)
     for name, a, b in zip(("gbar", "hbar", "d3"), got, expected):

@@ -8,17 +8,20 @@ tensor is exactly d loss / d s even with in-place ops (full backward hooks fail 
 - empirical Fisher: a tensor hook on the original output receives the gradient of the batch-mean
   loss during the ordinary backward; times N it is the per-example gradient g.
 - true Fisher (default): a forward hook on the whole model receives the logits, samples labels
-  y ~ softmax(logits) with the optimizer's generator and takes
+  y ~ softmax(logits) with the optimizer's generator (or its ``label_sampler``) and takes
   ``torch.autograd.grad(sum_n CE(logits_n, y_n), layer outputs, retain_graph=True)``: a partial
   backward (no parameter gradients, nothing accumulated into ``.grad``) on the same forward, so the
   model is not re-run (BatchNorm running statistics are updated once, as with SGD).
 
-When not armed, or under ``torch.no_grad`` (evaluation), the hooks return at once.
+When not armed, while ``paused`` (the optimizer's ``no_capture()``), or under ``torch.no_grad`` (evaluation), the
+hooks return at once. The sampled loss is evaluated in the logits' own precision (float64 stays float64; only
+half-precision logits are promoted to float32), so G carries no float32 rounding in a float64 model.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +30,21 @@ from torch import nn
 from .factors import activation_moment_sum, input_columns, output_grad_columns
 
 
+LabelSampler = Callable[[torch.Tensor], torch.Tensor]
+
+
+def working_precision(logits: torch.Tensor) -> torch.Tensor:
+    """The logits in the precision the Fisher statistics use: their own, except half precision (autocast), which
+    is promoted to float32."""
+    return logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+
+
 def sample_labels(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Labels drawn from the model's predictive distribution softmax(logits), one per row.
 
     Drawn on the generator's device (the optimizer keeps a CPU generator, so that its saved state
     does not depend on where the run trains) and returned on the logits' device."""
-    probabilities = torch.softmax(logits.detach().float(), dim=1).to(generator.device)
+    probabilities = torch.softmax(working_precision(logits.detach()), dim=1).to(generator.device)
     return torch.multinomial(probabilities, 1, generator=generator).squeeze(1).to(logits.device)
 
 
@@ -61,7 +73,9 @@ class FactorCapture:
     layers: list[nn.Module]
     fisher: str  # "true" or "empirical"
     generator: torch.Generator
+    label_sampler: LabelSampler | None = None  # None: sample_labels with ``generator``
     armed: bool = False
+    paused: bool = False
     _sums: dict[nn.Module, FactorSums] = field(default_factory=dict)
     _pending: list[tuple[nn.Module, torch.Tensor]] = field(default_factory=list)
     _handles: list = field(default_factory=list)
@@ -93,7 +107,8 @@ class FactorCapture:
         return factors
 
     def _active(self, output: torch.Tensor) -> bool:
-        return self.armed and torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad
+        return (self.armed and not self.paused and torch.is_grad_enabled() and isinstance(output, torch.Tensor)
+                and output.requires_grad)
 
     def _layer_forward(self, layer: nn.Module, inputs: tuple, output: torch.Tensor):
         if not self._active(output):
@@ -125,10 +140,21 @@ class FactorCapture:
                 f"got shape {tuple(logits.shape)}; use fisher='empirical' for other models."
             )
         pending, self._pending = self._pending, []
-        labels = sample_labels(logits, self.generator)
-        sampled_loss = F.cross_entropy(logits.float(), labels, reduction="sum")
+        labels = self._labels(logits)
+        sampled_loss = F.cross_entropy(working_precision(logits), labels, reduction="sum")
         grads = torch.autograd.grad(sampled_loss, [out for _, out in pending], retain_graph=True, allow_unused=True)
         for (layer, out), grad in zip(pending, grads):
             if grad is not None:  # d sum_n loss_n / d s_n is already the per-example gradient
                 self._add_g(layer, grad, out.shape[0])
         return None
+
+    def _labels(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.label_sampler is None:
+            return sample_labels(logits, self.generator)
+        labels = self.label_sampler(logits.detach())
+        if not (isinstance(labels, torch.Tensor) and labels.shape == logits.shape[:1] and not labels.is_floating_point()
+                and not labels.is_complex()):
+            shown = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+            raise ValueError(f"K-FAC's label_sampler must return one integer class label per row of the logits "
+                             f"(shape {tuple(logits.shape[:1])}), got {shown}")
+        return labels.to(device=logits.device, dtype=torch.long)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import torch
 
 
-def momentum_sgd_update(group: dict, by_param: dict[torch.Tensor, torch.Tensor], state: dict) -> None:
+def momentum_sgd_update(group: dict, by_param: dict[torch.Tensor, torch.Tensor], state: dict,
+                        weight_decay: float | None = None) -> None:
     """d = direction + wd * p; buf <- momentum * buf + d (d on the first step); p <- p - lr * buf.
 
-    ``by_param`` holds the preconditioned directions; other parameters with a gradient use it as is."""
+    ``by_param`` holds the preconditioned directions; other parameters with a gradient use it as is. ``weight_decay``
+    overrides the group's (the papers' flavour has none before its start step)."""
+    weight_decay = group["weight_decay"] if weight_decay is None else weight_decay
     params, directions = [], []
     for p in group["params"]:
         if p.grad is not None:
@@ -16,8 +19,8 @@ def momentum_sgd_update(group: dict, by_param: dict[torch.Tensor, torch.Tensor],
             directions.append(by_param.get(p, p.grad))
     if not params:
         return
-    if group["weight_decay"] != 0:
-        directions = torch._foreach_add(directions, params, alpha=group["weight_decay"])
+    if weight_decay != 0:
+        directions = torch._foreach_add(directions, params, alpha=weight_decay)
     old_buffers, old_directions = [], []
     for p, d in zip(params, directions):
         buffer = state[p].get("momentum_buffer")

@@ -7,8 +7,9 @@ Stationarity: (Hbar + a r D^2) eta = gbar with a = lambda_int / 2 and r = ||D et
 
     f(r) = ||(Lambda + a r I)^-1 c|| - r = 0,   r > r_low = max(0, -lambda_min / a),
 
-f is decreasing there, so its root is unique; we bracket it and call brentq (as the released code does).
-Then eta = D^-1 Q (Lambda + a r I)^-1 c, the solution with Hbar + a r D^2 positive semidefinite.
+f is decreasing there, so its root is unique; we bracket it and call brentq (as the released code does), with
+x = r - r_low as the unknown so that a root within rounding distance of the pole (the near-hard case) keeps its
+precision. Then eta = D^-1 Q (Lambda + a r I)^-1 c, the solution with Hbar + a r D^2 positive semidefinite.
 Everything runs in float64 on the CPU (S is small).
 """
 
@@ -56,71 +57,106 @@ def cubic_step_sizes(gbar: torch.Tensor, hbar: torch.Tensor, d3: torch.Tensor, l
     if not (np.isfinite(g).all() and np.isfinite(h).all() and np.isfinite(t).all()):
         return _fail(size, "non-finite summaries")
     h = (h + h.T) / 2
-    d = np.abs(t) ** (1.0 / 3.0)
+    d = np.cbrt(np.abs(t))  # exact for perfect cubes, unlike ** (1/3)
     if lambda_int == 0 or d.max() == 0:  # no cubic term: the order-2 model, eta = Hbar^-1 gbar (Eq. 8)
         return _quadratic(g, h, "Hbar is not positive definite and there is no cubic term (lambda_int = 0 or D3 = 0)")
+    floored = bool(d.min() < D_FLOOR_RATIO * d.max())
     d = np.maximum(d, D_FLOOR_RATIO * d.max())
     a = lambda_int / 2.0
     m = h / np.outer(d, d)
     lam, q = np.linalg.eigh(m)
     c = q.T @ (g / d)
     scale = max(np.abs(lam).max(), 1e-300)
-    r_low = max(0.0, -lam[0] / a)
+    if np.linalg.norm(c) == 0 and lam[0] > EIG_TOL * scale:
+        return CubicSolution(torch.zeros(size, dtype=torch.float64), True, "gbar = 0", 0.0)
+    # The unknown is x = r - r_low >= 0. On an indefinite M the denominators are written as
+    # (lambda_i - lambda_min) + a x, never as lambda_i + a r: near the pole (the "near-hard case", c with a tiny
+    # weight on the lambda_min eigenvectors) x is tiny, and lambda_min + a r would lose it to cancellation,
+    # while x itself keeps full relative precision.
+    if lam[0] < 0:
+        r_low, base = -lam[0] / a, lam - lam[0]
+    else:
+        r_low, base = 0.0, lam
 
-    def f(r: float) -> float:
+    def components(x: float) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore"):
-            value = float(np.linalg.norm(c / (lam + a * r)) - r)
+            return c / (base + a * x)
+
+    def f(x: float) -> float:
+        value = float(np.linalg.norm(components(x)) - (r_low + x))
         return value if not math.isnan(value) else math.inf
 
-    # Hard case (docs/methods/newton_summary.md, "Order 3"): c has (numerically) no weight on the eigenvalues at
-    # lambda_min, so f stays finite at r_low; if f(r_low) <= 0 the root sits at r_low and eta gets a component
-    # along those vectors.
+    # Hard case (docs/methods/newton_summary.md, "Order 3"): c has no weight, up to rounding, on the eigenvectors at
+    # lambda_min, and the other components alone leave room at r_low: the root sits at r_low and eta gets a
+    # component along those vectors.
     at_min = lam <= lam[0] + EIG_TOL * scale
-    if r_low > 0 and np.all(np.abs(c[at_min]) <= 1e-14 * max(np.linalg.norm(c), 1e-300)):
-        shifted = lam + a * r_low
-        free = ~at_min
+    if r_low > 0 and np.linalg.norm(c[at_min]) <= 1e-14 * max(np.linalg.norm(c), 1e-300):
         p = np.zeros_like(c)
-        p[free] = c[free] / shifted[free]
+        p[~at_min] = c[~at_min] / base[~at_min]
         if np.linalg.norm(p) <= r_low:
             tau = math.sqrt(max(r_low ** 2 - float(p @ p), 0.0))
-            p[np.argmax(at_min)] = tau  # any unit vector of the lambda_min eigenspace is a minimiser
-            return CubicSolution(torch.from_numpy((q @ p) / d), True, "hard case", float(r_low))
-    if np.linalg.norm(c) == 0:
-        return CubicSolution(torch.zeros(size, dtype=torch.float64), True, "gbar = 0", 0.0)
-    # Bracket: f is +inf (or positive) at r_low and decreases to -inf; step just inside the pole, then grow
-    # the upper end until f < 0.
-    unit = max(r_low, math.sqrt(np.linalg.norm(c) / a), 1e-300)
-    low, f_low = r_low, f(r_low)
-    for k in range(40):
-        if math.isfinite(f_low):
-            break
-        low = r_low + unit * 1e-16 * 10 ** k
-        f_low = f(low)
-    high = max(2 * r_low, unit)
-    for _ in range(2000):
+            first = int(np.argmax(at_min))  # any unit vector of the lambda_min eigenspace gives a minimiser
+            p[first] = math.copysign(tau, c[first]) if c[first] != 0 else tau
+            return _checked(g, h, d, a, r_low, (q @ p) / d, "hard case")
+    x = _root(f, r_low, math.sqrt(np.linalg.norm(c) / a))
+    if x is None:
+        return _fail(size, "could not bracket the root of the secular equation")
+    r, eta = r_low + x, (q @ components(x)) / d
+    if floored:  # M is badly conditioned: polish in the original coordinates, keep whichever fits better
+        refined = _refine(g, h, d, a, r)
+        if refined is not None and _residual(g, h, d, a, *refined) < _residual(g, h, d, a, r, eta):
+            r, eta = refined
+    return _checked(g, h, d, a, r, eta, "ok")
+
+
+def _root(f, r_low: float, unit: float) -> float | None:
+    """The root x > 0 of the decreasing function f, or None when no bracket is found.
+
+    The upper end doubles until f < 0; the lower end halves from there towards 0 until f > 0 (f is +inf at 0 when
+    the root is close to the pole, so the bracket is found in relative terms however small x is)."""
+    high = max(r_low, unit, 1e-300)
+    for _ in range(2100):
         if f(high) < 0:
             break
         high *= 2
     else:
-        return _fail(size, "could not bracket the root of the secular equation")
-    if not math.isfinite(f_low) or f_low <= 0:  # the root is within rounding of the pole
-        r = low
+        return None
+    f_zero = f(0.0)
+    if math.isfinite(f_zero):
+        if f_zero <= 0:
+            return 0.0  # the root is at the pole (within rounding)
+        low = 0.0
     else:
-        r = brentq(f, low, high, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
-    eta = (q @ (c / (lam + a * r))) / d
-    refined = _refine(g, h, d, a, r)
-    if refined is not None:
-        r, eta = refined
-    if not np.isfinite(eta).all():
-        return _fail(size, "the solution is not finite")
-    # Accept only a solution that meets the stationarity equation and r = ||D eta||; floored D entries on
-    # an indefinite Hbar can make the problem too ill-conditioned for float64 (the caller keeps its eta).
+        low = high
+        for _ in range(2100):
+            low /= 2
+            value = f(low)
+            if value > 0 and math.isfinite(value):
+                break
+            if value > 0:  # +inf: still closer to the pole than the root
+                continue
+            high = low  # f(low) <= 0: the root is below, move the upper end down
+        else:
+            return 0.0 if low == 0 else None
+    return brentq(f, low, high, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=500)
+
+
+def _residual(g: np.ndarray, h: np.ndarray, d: np.ndarray, a: float, r: float, eta: np.ndarray) -> float:
+    """|(Hbar + a r D^2) eta - gbar| relative to the scale of the terms."""
     shifted = h + a * r * np.diag(d ** 2)
-    residual = np.linalg.norm(shifted @ eta - g)
     scale = np.linalg.norm(g) + np.linalg.norm(shifted, 2) * np.linalg.norm(eta)
-    if residual > 1e-8 * scale or abs(np.linalg.norm(d * eta) - r) > 1e-6 * max(r, 1e-300):
-        return _fail(size, "ill-conditioned cubic problem (tiny D entries on an indefinite Hbar)")
-    return CubicSolution(torch.from_numpy(eta), True, "ok", float(r))
+    return float(np.linalg.norm(shifted @ eta - g) / max(scale, 1e-300))
+
+
+def _checked(g, h, d, a, r, eta, reason) -> CubicSolution:
+    """Accept only a solution that meets the stationarity equation and r = ||D eta||; floored D entries on an
+    indefinite Hbar can make the problem too ill-conditioned for float64 (the caller then keeps its eta)."""
+    if not np.isfinite(eta).all():
+        return _fail(g.shape[0], "the solution is not finite")
+    if _residual(g, h, d, a, r, eta) > 1e-8 or abs(np.linalg.norm(d * eta) - r) > 1e-6 * max(r, 1e-300):
+        return _fail(g.shape[0], "ill-conditioned cubic problem: the solution fails its stationarity check "
+                                 "(D floored on an indefinite Hbar)")
+    return CubicSolution(torch.from_numpy(np.ascontiguousarray(eta)), True, reason, float(r))
 
 
 def _quadratic(g: np.ndarray, h: np.ndarray, reason: str) -> CubicSolution:

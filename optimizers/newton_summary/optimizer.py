@@ -5,6 +5,10 @@ practical form of Algorithm 2, Appendix 0.G; docs/methods/newton_summary.md).
 Every step:  theta_p <- theta_p - lambda_1 * eta_{group(p)} * u_p,  u = heavy-ball momentum of the gradients.
 Every ``period`` steps, gbar, Hbar and D3 are computed along u on a separate minibatch (summaries.py); eta
 solves the cubic model of equation (10) (cubic_solver.py) on the uniform mean of the last ``window`` refreshes.
+
+``compat="released"`` reproduces the authors' released optimizer instead (released.py; docs/methods/newton_summary.md,
+"Released-compatible mode"): its averaging weights (``window`` is then its period P), its momentum buffer frozen
+between refreshes during warm-up, and its plateau rule.
 """
 
 from __future__ import annotations
@@ -29,10 +33,15 @@ from ..validation import (
 from .cubic_solver import cubic_step_sizes
 from .partitions import Partition, build_partition
 from .plateau import ReduceDampingOnPlateau
+from .released import first_needed, released_average
 from .summaries import Summary, hessian_summary
 
 SummaryLoss = Callable[[Mapping[str, torch.Tensor]], torch.Tensor]
 DIRECTIONS = ("momentum", "adam")
+COMPAT = ("none", "released")
+# window=None means the mode's own: hoopt's 4-refresh uniform window, or the released averaging period P = 3 (the
+# period of every released run script).
+DEFAULT_WINDOW = {"none": 4, "released": 3}
 
 
 def _validate(group: dict) -> None:
@@ -41,6 +50,9 @@ def _validate(group: dict) -> None:
     group["lambda_int"] = require_non_negative("lambda_int", group["lambda_int"])
     group["momentum"] = require_probability("momentum", group["momentum"])
     require_choice("direction", group["direction"], DIRECTIONS)
+    require_choice("compat", group["compat"], COMPAT)
+    if group["window"] is None:
+        group["window"] = DEFAULT_WINDOW[group["compat"]]
     for key, minimum in (("period", 1), ("summary_batch_size", 1), ("window", 1), ("warmup", 0)):
         group[key] = require_int(key, group[key], minimum)
     for key in ("remove_negative", "diagonal"):
@@ -55,6 +67,7 @@ def _validate(group: dict) -> None:
     group["adam_betas"] = require_betas("adam_betas", group["adam_betas"])
     group["adam_eps"] = require_positive("adam_eps", group["adam_eps"])
     group["seed"] = require_int("seed", group["seed"])
+    group["lr_momentum"] = require_probability("lr_momentum", group["lr_momentum"])
 
 
 class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
@@ -76,15 +89,21 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         direction: "momentum" (the paper) or "adam" (u = Adam's bias-corrected m / (sqrt(v) + eps)).
         period: T, steps between two summary refreshes.
         summary_batch_size: size of the separate minibatch the summaries use (drawn from ``loss_sampler``).
-        window: number of recent refreshes averaged uniformly (1 = no averaging).
+        window: number of recent refreshes averaged uniformly (1 = no averaging; None = 4); with
+            ``compat="released"``, the released code's averaging period P (None = 3, as in its runs), released.py.
         warmup: refreshes that only accumulate before the first step (parameters frozen meanwhile).
         remove_negative: clip negative eta_i to 0.
         partition: canonical | trivial | weights-biases | blocks-k | alternate-k | chunks-k (partitions.py,
             Appendix 0.J), or a Partition.
-        diagonal: the Appendix 0.K ablation, Hbar replaced by diag(Hbar).
+        diagonal: the Appendix 0.K ablation, Hbar replaced by diag(Hbar) (only its diagonal is computed).
         plateau_factor, plateau_patience, plateau_threshold: ReduceDampingOnPlateau on lambda_1 (Appendix 0.G).
         adam_betas, adam_eps: Adam's moments for ``direction="adam"``.
         seed: seeds the optimizer's own summary-batch generator (a stream distinct from the loop's).
+        compat: "none" (hoopt's clean method) or "released" (the released code's semantics: averaging weights,
+            momentum buffer frozen between warm-up refreshes, plateau rule; docs/methods/newton_summary.md).
+        lr_momentum: momentum r on the step sizes ([W23]; the released ``mom_lrs``): at each successful solve
+            eta_s <- r eta_s + (1 - r) eta, before negative entries are removed. 0 = off. The first solve sets
+            eta_s = eta (``compat="released"``: eta_s starts at 0, as the released code does).
         summary_loss: plain PyTorch: a function params_by_name -> loss on a fresh summary minibatch.
         loss_sampler: the runner's :class:`~hoopt.optimizers.protocol.LossSampler`; each refresh draws
             ``loss_sampler.sample(summary_batch_size, generator)`` with the optimizer's own generator and
@@ -118,16 +137,18 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
     """
 
     def __init__(self, params, damping: float = 0.03, lambda_int: float = 1.0, momentum: float = 0.9,
-                 direction: str = "momentum", period: int = 10, summary_batch_size: int = 100, window: int = 4,
-                 warmup: int = 3, remove_negative: bool = True, partition: str | Partition = "canonical",
-                 diagonal: bool = False, plateau_factor: float = 0.5, plateau_patience: int = 2,
-                 plateau_threshold: float = 1e-4, adam_betas=(0.9, 0.999), adam_eps: float = 1e-8, seed: int = 0,
+                 direction: str = "momentum", period: int = 10, summary_batch_size: int = 100,
+                 window: int | None = None, warmup: int = 3, remove_negative: bool = True,
+                 partition: str | Partition = "canonical", diagonal: bool = False, plateau_factor: float = 0.5,
+                 plateau_patience: int = 2, plateau_threshold: float = 1e-4, adam_betas=(0.9, 0.999),
+                 adam_eps: float = 1e-8, seed: int = 0, compat: str = "none", lr_momentum: float = 0.0,
                  *, summary_loss: SummaryLoss | None = None, loss_sampler: LossSampler | None = None):
         defaults = dict(damping=damping, lambda_int=lambda_int, momentum=momentum, direction=direction,
                         period=period, summary_batch_size=summary_batch_size, window=window, warmup=warmup,
                         remove_negative=remove_negative, partition=partition, diagonal=diagonal,
                         plateau_factor=plateau_factor, plateau_patience=plateau_patience,
-                        plateau_threshold=plateau_threshold, adam_betas=adam_betas, adam_eps=adam_eps, seed=seed)
+                        plateau_threshold=plateau_threshold, adam_betas=adam_betas, adam_eps=adam_eps, seed=seed,
+                        compat=compat, lr_momentum=lr_momentum)
         super().__init__(params, defaults)
         if len(self.param_groups) != 1:
             raise ValueError("NewtonSummary takes one parameter group (its partition spans all parameters); "
@@ -149,7 +170,7 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         self._summary_loss, self._loss_sampler = summary_loss, loss_sampler
         self.param_names: list[str] = list(group["param_names"])
         self._partition_spec = group["partition"]
-        self.partition = build_partition(self._partition_spec, self.param_names)
+        self.partition = build_partition(self._partition_spec, list(zip(self.param_names, group["params"])))
         self._group_of = self.partition.group_of()
         self.plateau = ReduceDampingOnPlateau(group["plateau_factor"], group["plateau_patience"],
                                               group["plateau_threshold"])
@@ -157,7 +178,10 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         self._generator = torch.Generator(device=group["params"][0].device)
         # A stream distinct from the loop's sampler, which is seeded with the run's seed itself.
         self._generator.manual_seed((group["seed"] * 1_000_003 + 0x5EED) % 2**63)
-        self._ns: dict[str, Any] = dict(step=0, refreshes=0, window=[], eta=None, ok=None, reason="", root=math.nan)
+        # window: the raw summaries kept for averaging; first_index: the refresh index of window[0];
+        # eta_smooth: the step sizes before negative entries are removed (lr_momentum's state).
+        self._ns: dict[str, Any] = dict(step=0, refreshes=0, window=[], first_index=0, eta=None, eta_smooth=None,
+                                        ok=None, reason="", root=math.nan)
 
     def _group(self) -> dict:
         group = self.param_groups[0]
@@ -204,26 +228,49 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
     def _refresh(self, group: dict, directions: dict[str, torch.Tensor]) -> None:
         params = {name: p for name, p in zip(self.param_names, group["params"])}
         summary = hessian_summary(self._loss_of_params(group), params, directions, self.partition,
-                                  third_order=group["lambda_int"] > 0)
+                                  third_order=group["lambda_int"] > 0, diagonal=group["diagonal"])
         ns = self._ns
+        k = ns["refreshes"]  # this refresh's index
         ns["window"].append(Summary(*(x.detach().cpu() for x in summary)))
-        del ns["window"][:-group["window"]]
         ns["refreshes"] += 1
+        if group["compat"] == "released":
+            mean = released_average(ns["window"], ns["first_index"], k, group["window"])
+            keep = first_needed(k + 1, group["window"])  # the next refresh needs nothing older
+            drop = max(0, min(keep - ns["first_index"], len(ns["window"])))
+        else:
+            drop = max(0, len(ns["window"]) - group["window"])
+            mean = None
+        del ns["window"][:drop]
+        ns["first_index"] += drop
+        ns["mean"] = mean
         if ns["refreshes"] <= group["warmup"]:
             return  # warm-up: accumulate only (Algorithm 2's first refreshes)
         mean = self.averaged_summary()
         hbar = torch.diag(mean.hbar.diagonal()) if group["diagonal"] else mean.hbar
         solution = cubic_step_sizes(mean.gbar, hbar, mean.d3, group["lambda_int"])
         ns["ok"], ns["reason"], ns["root"] = solution.ok, solution.reason, solution.root
-        if solution.ok:  # on failure the previous eta is kept
-            eta = solution.eta.clamp(min=0) if group["remove_negative"] else solution.eta
-            ns["eta"] = eta
+        if not solution.ok:  # the previous eta is kept
+            return
+        rate, smooth = group["lr_momentum"], ns["eta_smooth"]
+        if smooth is None:  # the released code starts its average at 0 unless the first solve is at step 0
+            smooth = torch.zeros_like(solution.eta) if group["compat"] == "released" and ns["step"] > 0 \
+                else solution.eta
+        smooth = rate * smooth + (1 - rate) * solution.eta if rate > 0 else solution.eta
+        ns["eta_smooth"] = smooth
+        ns["eta"] = smooth.clamp(min=0) if group["remove_negative"] else smooth
 
     def averaged_summary(self) -> Summary | None:
-        """The uniform mean of the summaries in the window (None before the first refresh)."""
+        """The summaries the solver uses: the uniform mean of the window, or with ``compat="released"`` the
+        released code's weighted sum at the last refresh (None before the first refresh)."""
         window = self._ns["window"]
-        if not window:
+        if not window and self._ns.get("mean") is None:
             return None
+        if self.param_groups[0]["compat"] == "released":
+            mean = self._ns.get("mean")
+            if mean is None:  # a state saved before the mean was kept: recompute it
+                k = self._ns["refreshes"] - 1
+                mean = released_average(window, self._ns["first_index"], k, self.param_groups[0]["window"])
+            return mean
         return Summary(*(torch.stack(parts).mean(0) for parts in zip(*window)))
 
     @torch.no_grad()
@@ -233,9 +280,13 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
             with torch.enable_grad():
                 loss = closure()
         group = self._group()
-        directions = self._directions(group)
         ns = self._ns
-        if ns["step"] % group["period"] == 0:
+        refresh = ns["step"] % group["period"] == 0
+        # The released code moves its momentum buffer only on the refresh steps of the warm-up (the parameters
+        # do not move then; the other warm-up gradients are thrown away).
+        frozen = group["compat"] == "released" and not refresh and ns["refreshes"] <= group["warmup"]
+        directions = self._current_directions(group) if frozen else self._directions(group)
+        if refresh:
             self._refresh(group, directions)
         eta = ns["eta"]
         if eta is not None:
@@ -249,6 +300,20 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         ns["step"] += 1
         return loss
 
+    def _current_directions(self, group: dict) -> dict[str, torch.Tensor]:
+        """The direction as it stands, without this step's gradient."""
+        directions = {}
+        for name, p in zip(self.param_names, group["params"]):
+            state = self.state[p]
+            buffer = state.get("momentum_buffer")
+            if group["direction"] == "adam" and "exp_avg" in state:
+                t = max(self._ns.get("adam_step", 1), 1)
+                b1, b2 = group["adam_betas"]
+                buffer = (state["exp_avg"] / (1 - b1 ** t)) / ((state["exp_avg_sq"] / (1 - b2 ** t)).sqrt()
+                                                               + group["adam_eps"])
+            directions[name] = buffer if buffer is not None else torch.zeros_like(p)
+        return directions
+
     # -- the loop's hooks (protocol.TrainingHooks) -------------------------------------------------------
     def on_epoch_end(self, train_loss: float) -> None:
         """ReduceDampingOnPlateau on the epoch-mean training loss (Appendix 0.G), with the group's settings."""
@@ -256,6 +321,7 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         plateau = self.plateau
         plateau.factor, plateau.patience = group["plateau_factor"], group["plateau_patience"]
         plateau.threshold = group["plateau_threshold"]
+        plateau.reset = "reducing_epoch" if group["compat"] == "released" else "forget"
         group["damping"] = plateau.update(float(train_loss), group["damping"])
 
     def step_sizes(self) -> dict[str, float]:
@@ -294,6 +360,9 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         ns = dict(self._ns)
         ns["window"] = [tuple(x.clone() for x in s) for s in ns["window"]]
         ns["eta"] = None if ns["eta"] is None else ns["eta"].clone()
+        ns["eta_smooth"] = None if ns["eta_smooth"] is None else ns["eta_smooth"].clone()
+        if ns.get("mean") is not None:
+            ns["mean"] = tuple(x.clone() for x in ns["mean"])
         ns["plateau"] = self.plateau.state_dict()
         ns["generator"] = self._generator.get_state()
         state["newton_summary"] = ns
@@ -307,6 +376,8 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
             raise ValueError(f"the saved NewtonSummary state has partition={saved_partition!r} but this optimizer "
                              f"has {self._partition_spec!r}; resume with the checkpoint's partition")
         super().load_state_dict(state_dict)
+        for key, value in (("compat", "none"), ("lr_momentum", 0.0)):  # a checkpoint from before these existed
+            self.param_groups[0].setdefault(key, value)
         _validate(self.param_groups[0])
         if not ns:
             return
@@ -316,4 +387,7 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
             self._generator.set_state(generator)
         ns["window"] = [Summary(*(x.clone() for x in s)) for s in ns["window"]]
         ns["eta"] = None if ns["eta"] is None else ns["eta"].clone()
+        ns.setdefault("first_index", max(0, ns["refreshes"] - len(ns["window"])))
+        ns["eta_smooth"] = None if ns.get("eta_smooth") is None else ns["eta_smooth"].clone()
+        ns["mean"] = None if ns.get("mean") is None else Summary(*(x.clone() for x in ns["mean"]))
         self._ns = ns

@@ -9,9 +9,12 @@ Spellings (also from config, ``optimizer.partition=blocks-4``):
 - ``canonical``: one subset per tensor (S = 8 MLP, 10 LeNet, 18 VGG-11', 42 BigMLP);
 - ``trivial``: one subset (S = 1);
 - ``weights-biases``: all weights, all biases (S = 2);
-- ``blocks-k``: all layers but the last (the classifier) in k consecutive blocks, each split into weights
-  and biases; the classifier's weight and bias are subsets of their own (S = 2k + 2);
-- ``alternate-k``: like blocks-k, but layer l (counted from 0, classifier excluded) goes to block l mod k;
+- ``blocks-k``: the layers in k consecutive blocks, each split into weights and biases. As in the released code,
+  the rule depends on the architecture: on a convolutional model (any weight with more than two dimensions:
+  LeNet, VGG-11') the classifier (the last layer) is kept apart as two subsets of its own and the blocks cover
+  the layers before it (S = 2k + 2); on an MLP (MLP, BigMLP) the classifier is inside the last block (S = 2k);
+- ``alternate-k``: like blocks-k, but layer l (counted from 0; on a convolutional model the classifier
+  excluded) goes to block l mod k;
 - ``chunks-k``: all layers, classifier included, in k consecutive chunks x {weights, biases} (VBigMLP's
   10-subset partition is ``chunks-5``, Appendix 0.H).
 """
@@ -49,13 +52,26 @@ class Partition:
         return {name: i for i, group in enumerate(self.groups) for name in group}
 
 
-def _names(params: Iterable) -> list[str]:
-    names = []
+def _names(params: Iterable) -> tuple[list[str], dict[str, object]]:
+    """The names, and the tensors by name when (name, tensor) pairs were given."""
+    names, tensors = [], {}
     for item in params:
-        names.append(item[0] if isinstance(item, tuple) else item)
+        if isinstance(item, tuple):
+            names.append(item[0])
+            tensors[item[0]] = item[1]
+        else:
+            names.append(item)
     if not all(isinstance(n, str) for n in names):
         raise ValueError("build_partition needs parameter names (pairs from model.named_parameters())")
-    return names
+    return names, tensors
+
+
+def _convolutional(spec: str, names: list[str], tensors: dict[str, object]) -> bool:
+    """Whether some weight has more than two dimensions (a convolution); the blocks rule depends on it."""
+    if len(tensors) != len(names):
+        raise ValueError(f"partition '{spec}' needs the tensors with their names (model.named_parameters()): "
+                         f"whether the classifier is kept apart depends on the model having convolutions")
+    return any(getattr(tensors[n], "dim", lambda: 0)() > 2 for n in names if not _is_bias(n))
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -116,7 +132,7 @@ def build_partition(spec: str | Partition, params: Iterable) -> Partition:
     """The partition called ``spec`` of the parameters (names or (name, tensor) pairs, in forward order)."""
     if isinstance(spec, Partition):
         return spec
-    names = _names(params)
+    names, tensors = _names(params)
     if not names:
         raise ValueError("cannot partition an empty list of parameters")
     short = dict(zip(names, _short(names)))
@@ -133,8 +149,11 @@ def build_partition(spec: str | Partition, params: Iterable) -> Partition:
         return Partition(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs))
     if spec.startswith("blocks-") or spec.startswith("alternate-"):
         kind = spec.split("-")[0]
-        body, classifier = layers[:-1], layers[-1]
-        k = _parse_count(spec, kind, 1, len(body), layers, ", the last one kept apart as the classifier")
+        if spec[len(kind) + 1:].isdigit() and _convolutional(spec, names, tensors):
+            body, classifier, note = layers[:-1], layers[-1], ", the last one kept apart as the classifier"
+        else:  # an MLP, as the released code partitions it: the classifier is one more layer of the blocks
+            body, classifier, note = layers, None, ""
+        k = _parse_count(spec, kind, 1, len(body), layers, note)
         if kind == "blocks":  # k consecutive blocks, sizes as even as possible (the first ones one larger)
             sizes = [len(body) // k + (1 if b < len(body) % k else 0) for b in range(k)]
             mapping, start = {}, 0

@@ -55,7 +55,7 @@ def _group_order(partition: Partition, names: list[str]) -> list[int]:
     return sorted(range(partition.size), key=lambda i: min(position[n] for n in partition.groups[i]))
 
 
-def _reverse_summary(loss_fn, params, direction, partition, third_order) -> Summary:
+def _reverse_summary(loss_fn, params, direction, partition, third_order, diagonal) -> Summary:
     S = partition.size
     order = _group_order(partition, list(params))
     group = partition.group_of()
@@ -71,7 +71,8 @@ def _reverse_summary(loss_fn, params, direction, partition, third_order) -> Summ
             loss = loss_fn(shifted)
         gbar = torch.autograd.grad(loss, t, create_graph=True, allow_unused=True, materialize_grads=True)
         for k, i in enumerate(order):
-            later = order[k:]  # row i: Hbar_ij for the groups j from i on (upper triangle, mirrored)
+            # row i: Hbar_ij for the groups j from i on (upper triangle, mirrored); only Hbar_ii for diag(Hbar)
+            later = [i] if diagonal else order[k:]
             if not gbar[i].requires_grad:  # phi is linear in t_i: the row and D3_i are zero
                 continue
             row = torch.autograd.grad(gbar[i], [t[j] for j in later], create_graph=third_order,
@@ -87,15 +88,17 @@ def _reverse_summary(loss_fn, params, direction, partition, third_order) -> Summ
 
 
 def hessian_summary(loss_fn: LossOfParams, params: Mapping[str, torch.Tensor], direction: Mapping[str, torch.Tensor],
-                    partition: Partition, *, third_order: bool = True) -> Summary:
+                    partition: Partition, *, third_order: bool = True, diagonal: bool = False) -> Summary:
     """gbar, Hbar and D3 of ``loss_fn`` at ``params`` along ``direction`` split by ``partition``.
 
     ``loss_fn`` maps a name -> tensor mapping (all of ``params``) to a scalar and must be differentiable
     three times (e.g. ``lambda p: F.cross_entropy(torch.func.functional_call(model, p, (x,)), y)``).
     Parameters outside the partition are held fixed. ``third_order=False`` leaves D3 at zero (cheaper).
+    ``diagonal=True`` computes only the diagonal of Hbar (the rest stays 0): each second backward is taken with
+    respect to its own t_i alone, so it never reaches the layers of the later groups (the Appendix 0.K ablation).
     Works for any S, on any device, with float32 or float64 parameters; the result is float64.
     """
     missing = [n for group in partition.groups for n in group if n not in direction]
     if missing:
         raise ValueError(f"the direction has no entry for: {', '.join(missing[:5])}")
-    return _reverse_summary(loss_fn, params, direction, partition, third_order)
+    return _reverse_summary(loss_fn, params, direction, partition, third_order, diagonal)

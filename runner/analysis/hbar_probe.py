@@ -1,11 +1,15 @@
 """The Hbar probe (Figure 1 of the NewtonSummary papers): before each epoch, Hbar and Hbar^{-1} of the canonical
 partition in full batch along the full-batch gradient, logged as heatmaps split into weight-weight, bias-bias and
-weight-bias blocks. It observes training (any optimizer, SGD with momentum in the paper) and changes nothing.
+weight-bias blocks. It observes training (any optimizer, SGD with momentum in the paper) and changes nothing: an
+optimizer that hooks the model (both K-FACs) is asked for its ``no_capture()`` context, so the probe's forwards
+neither enter its factors nor draw its labels.
 
 Full batch = the whole training split (or its first ``max_examples``), in chunks: gbar and Hbar of the mean loss
 are the size-weighted means of the chunks' summaries, since both are linear in the loss."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -56,7 +60,9 @@ class HbarProbe:
         return images
 
     def before_epoch(self, loop) -> None:
-        result = self.measure(loop.model)
+        no_capture = getattr(loop.optimizer, "no_capture", None)
+        with no_capture() if callable(no_capture) else contextlib.nullcontext():
+            result = self.measure(loop.model)
         loop.logger.images(self.images(result["hbar"], result["labels"]), loop.step)
         loop.logger.scalars({"probe/hbar_trace": float(result["hbar"].trace()),
                              "probe/hbar_min_eig": float(torch.linalg.eigvalsh(result["hbar"]).min())},

@@ -129,7 +129,7 @@ def bench_model(name: str, args: argparse.Namespace) -> dict[str, float]:
         direct = _direct_blocks(sgd, kfac, inv_every, args.repeats)
         row.update(direct_sgd=direct[0], direct_kfac=direct[1], direct_ratio=direct[1] / direct[0])
     row.update(cov_every=cov_every, inv_every=inv_every, fisher=options["fisher"],
-               inverse_method=options["inverse_method"])
+               inverse_method=kfac.optimizer.param_groups[0]["inverse_method"])
     return row
 
 
