@@ -3,12 +3,16 @@ docs/methods/lodo.md), 94,696 parameters.
 
 Input: the 5-channel encoding built by ``hoopt.runner.data.mnist_pixels`` (28 x 28); output: 256 logits for
 the value of the query pixel. Five stages of four residual blocks, each stage ending in 2 x 2 average pooling
-with zero padding to an even size (28 -> 14 -> 7 -> 4 -> 2 -> 1).
+(28 -> 14 -> 7 -> 4 -> 2 -> 1) in which an odd size's padded cell is left out of the average, as TensorFlow's
+"SAME" pooling in the authors' code does. Weights and biases start from N(0, 1 / (fan_in + 1)), the authors'
+LeCun normal (models/init.py).
 """
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .init import lecun_normal_with_bias_
 
 
 class ResidualBlock(nn.Module):
@@ -26,28 +30,30 @@ class ResidualBlock(nn.Module):
         return x + self.project(h)
 
 
-def avg_pool_zero_padded(x):
-    """2x2 average pooling; an odd size is padded with zeros (which count in the average)."""
-    pad_h, pad_w = x.shape[-2] % 2, x.shape[-1] % 2
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h))
-    return F.avg_pool2d(x, 2)
+def avg_pool_same(x):
+    """2x2 average pooling with TensorFlow's "SAME" padding: an odd size gets one padded row/column at the end,
+    and the windows that reach into it average only their real cells (7 -> 4: the last cell is the mean of the
+    one or two real values under it, not of them and zeros). ceil_mode gives exactly that: a window that runs
+    past the input is divided by the number of cells it covers inside."""
+    return F.avg_pool2d(x, 2, ceil_mode=True)
 
 
 class PixelCNN(nn.Module):
     def __init__(self, input_shape=(5, 28, 28), num_classes=256, channels=20, stages=5, blocks_per_stage=4):
         super().__init__()
-        # 1x1: the paper's prose says 3x3, but its parameter count (94,696) is that of a 1x1 stem (3x3: 95,496).
+        # 1x1: the paper's prose says 3x3, but its parameter count (94,696) is that of a 1x1 stem (3x3: 95,496),
+        # and the authors' code uses 1x1.
         self.stem = nn.Conv2d(input_shape[0], channels, 1)
         self.stages = nn.ModuleList(
             nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks_per_stage)]) for _ in range(stages)
         )
         self.head = nn.Linear(channels, num_classes)
+        lecun_normal_with_bias_(self)
 
     def forward(self, x):
         x = self.stem(x)
         for stage in self.stages:
-            x = avg_pool_zero_padded(stage(x))
+            x = avg_pool_same(stage(x))
         # After five poolings a 28 x 28 input is 1 x 1; average whatever is left for other sizes.
         return self.head(x.mean(dim=(-2, -1)))
 

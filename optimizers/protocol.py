@@ -20,7 +20,8 @@
 3. **Hooks.** An optimizer that subclasses :class:`TrainingHooks` is also called with ``diagnostics()`` at the
    logging interval, ``visuals()`` at the image interval and ``on_epoch_end(train_loss)`` once per epoch. The
    three methods are abstract, so a class that misspells one (``diagnostic``) cannot be instantiated instead of
-   silently logging nothing. Any other optimizer gets no hook calls.
+   silently logging nothing. ``records()`` (arrays to save after a step) has a default that keeps nothing. Any
+   other optimizer gets no hook calls.
 
 4. **State.** Everything needed to resume exactly (accumulators, RNG streams) lives in ``state_dict()``; every
    hyperparameter lives in ``param_groups`` (so schedulers and checkpoints see it).
@@ -95,3 +96,9 @@ class TrainingHooks(abc.ABC):
     @abc.abstractmethod
     def on_epoch_end(self, train_loss: float) -> None:
         """Called once per epoch with the epoch-mean training loss (NewtonSummary's damping schedule)."""
+
+    def records(self) -> dict[str, torch.Tensor]:
+        """Arrays to keep numerically, by name, called after every step: what the method measured since the last
+        call (NewtonSummary: the averaged summaries of a refresh), or {} (the default: most methods keep nothing).
+        The runner saves them in the run dir's records.npz (runner/training/records.py)."""
+        return {}

@@ -25,7 +25,7 @@ SMALLEST = {
     "kfac": (["--models", "mlp", "--batch", "8", "--repeats", "1", "--cov-every", "2", "--inv-every", "4"],
              r"^mlp "),
     "competitors": (["--models", "mlp", "--batch", "8", "--steps", "1", "--repeats", "1",
-                     "--optimizers", "soap,kron,adahessian,sophia"], r"^mlp "),
+                     "--optimizers", "soap,kron,adahessian,sophia"], r"^mlp\s+sophia "),
 }
 NUMBER = re.compile(r"(?<![\w.])-?(?:\d[\d,]*\.?\d*(?:e[-+]?\d+)?|nan|inf)", re.IGNORECASE)
 

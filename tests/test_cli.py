@@ -36,7 +36,8 @@ def sweep(tmp_path, name, overrides):
     return proc, jobs
 
 
-TINY = ["trainer.steps=3", "trainer.batch_size=8", "trainer.eval_batch_size=64", "logger.log_every=1"]
+TINY = ["trainer.steps=3", "trainer.batch_size=8", "trainer.eval_batch_size=64", "logger.log_every=1",
+        "trainer.final_eval_examples=2"]
 
 
 def test_every_model_trains_with_adam_and_kfac(tmp_path, tiny_data):
@@ -72,17 +73,25 @@ def test_every_optimizer_trains_the_mlp_on_digits(tmp_path):
 @pytest.mark.slow
 def test_every_model_with_every_optimizer(tmp_path, tiny_data):
     models = "model=mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock"
-    names = [n for n in optimizer_names() if not n.startswith("newton_summary")]
+    # Shampoo, SOAP and Kron build a dense preconditioner per weight dimension (4608 x 4608 for ResNet-18's and
+    # VGG's 3x3x512 convolutions) and factorise it at the first step: minutes per step on a CPU. They run on
+    # the other five models; on the big CNNs they are what hoopt-bench competitors measures on a GPU.
+    matrix_roots = {"shampoo", "soap", "kron"}
+    names = [n for n in optimizer_names() if not n.startswith("newton_summary") and n not in matrix_roots]
     # No checkpoints: LODO's state for VGG / ResNet-18 alone would write several GB per job.
     _, jobs = sweep(tmp_path, "all", [models, f"optimizer={','.join(names)}", f"dataset.root={tiny_data}",
                                       "trainer.checkpoint=false", *TINY])
+    _, roots = sweep(tmp_path, "roots", ["model=mlp,lenet,pixelcnn,noisy_quadratic,rosenbrock",
+                                         f"optimizer={','.join(sorted(matrix_roots))}", f"dataset.root={tiny_data}",
+                                         "trainer.checkpoint=false", *TINY])
+    jobs += roots
     # NewtonSummary's third-order graphs on ResNet-18 (through its BatchNorm layers, batchnorm_mode.py) at the
     # default summary batch of 100 need more than this 24 GB machine; on tiny data the summary batch is as small
     # as the training batch.
     _, ns = sweep(tmp_path, "ns", [models, "optimizer=newton_summary,newton_summary_diag", f"dataset.root={tiny_data}",
                                    "++optimizer.summary_batch_size=8", *TINY])
     jobs += ns
-    assert len(jobs) == 7 * len(optimizer_names())
+    assert len(jobs) == 7 * len(optimizer_names()) - 2 * len(matrix_roots)
     for job in jobs:
         status = read_status(job)
         if status["status"] == "failed":  # LODO's own refusal: its state for VGG / ResNet-18 exceeds this machine
@@ -116,7 +125,8 @@ def test_divergence_is_recorded_and_exits_zero(tmp_path):
     assert proc.returncode == 0 and "DIVERGED" in proc.stdout
     status = read_status(run_dir)
     assert status["status"] == "diverged", status
-    assert "inf" in status["message"] or "nan" in status["message"], status
+    # the non-finite rule or the loss-growth rule (trainer.divergence_factor), whichever fires first
+    assert any(word in status["message"] for word in ("inf", "nan", "divergence_factor")), status
     assert any(m.get("train/diverged") == 1.0 for m in read_metrics(run_dir))
 
 
@@ -131,8 +141,8 @@ def one_sentence_error(proc):
 @pytest.mark.parametrize("args,expected", [
     (["model=alexnet"], "choose one of: bigmlp, lenet, mlp"),
     (["dataset=imagenet"], "choose one of: cifar10, digits"),
-    (["optimizer=lbfgs"], "choose one of: adam"),
-    (["dataset=digits", "optimizer.lr=-0.1"], "Invalid learning rate: -0.1"),
+    (["optimizer=lbfgs"], "unknown optimizer 'lbfgs'; choose one of: "),
+    (["dataset=digits", "optimizer.lr=-0.1"], "optimizer.lr=-0.1 is not a positive number"),
     (["dataset=digits", "optimizer=newton_summary", "optimizer.damping=-1"], "damping (lambda_1) must be a positive number"),
     (["dataset=mnist", "dataset.download=false"], "dataset=digits"),
     (["model=lenet", "dataset=digits"], "does not fit dataset 'digits'"),

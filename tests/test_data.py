@@ -5,7 +5,9 @@ import torch
 from fake_data import write_cifar10, write_mnist
 from hoopt.runner.data import load_dataset
 from hoopt.runner.data.augment import random_crop_flip
-from hoopt.runner.data.mnist_pixels import encode_queries
+from hoopt.runner.data.dataset import Dataset, Split
+from hoopt.runner.data.mnist_pixels import (PIXELS, encode_queries, every_position_batches,
+                                           every_position_test_metrics, mean_loss_over_every_position)
 from hoopt.runner.errors import HooptError
 
 
@@ -58,7 +60,11 @@ def test_mnist_pixels_encoding_on_a_hand_made_image():
     expected = torch.where(visible, image.flatten().float() / 256, torch.zeros(()))
     assert torch.equal(channels[0, 0].flatten(), expected)  # later pixels (and the query) are blackened
     assert (channels[0, 1, :, :6] == 1).all() and (channels[0, 1, :, 6:] == -1).all()
-    assert channels[0, 3, 0, 0] == -1 and channels[0, 3, 0, -1] == 1 and channels[0, 4, -1, 0] == 1
+    # the authors' ramps: channel 3 follows the row, channel 4 the column, k / 28 * 2 - 1 for k = 0..27
+    ramp = torch.arange(28) / 28 * 2 - 1
+    assert torch.equal(channels[0, 3], ramp.view(28, 1).expand(28, 28))
+    assert torch.equal(channels[0, 4], ramp.view(1, 28).expand(28, 28))
+    assert channels[0, 3].min() == -1 and channels[0, 3].max() == pytest.approx(26 / 28)
 
 
 def test_mnist_pixels_dataset_fixed_eval_queries(tmp_path):
@@ -71,6 +77,39 @@ def test_mnist_pixels_dataset_fixed_eval_queries(tmp_path):
     g = torch.Generator().manual_seed(0)
     c = ds.make_batch(ds.test.inputs, ds.test.targets, g)
     assert not torch.equal(a[0], c[0])
+
+
+def test_every_position_batches_cover_each_images_784_queries_in_raster_order():
+    images = torch.randint(0, 256, (3, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    batches = list(every_position_batches(images, pairs_per_batch=1000))
+    assert [len(t) for _, t in batches] == [1000, 1000, 352]
+    inputs = torch.cat([i for i, _ in batches])
+    targets = torch.cat([t for _, t in batches])
+    assert torch.equal(targets, images.flatten().long())  # image by image, raster order
+    pairs = torch.arange(3 * PIXELS)
+    expected_inputs, _ = encode_queries(images[pairs // PIXELS], pairs % PIXELS)
+    assert torch.equal(inputs, expected_inputs)
+
+
+def test_the_papers_test_loss_averages_over_all_784_query_positions():
+    """The authors' test loss: cross-entropy averaged over every (image, query position) pair, not one fixed query
+    per image."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(5, 4, 3, padding=1), torch.nn.Tanh(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 256))
+    images = torch.randint(0, 256, (2, 1, 28, 28), generator=torch.Generator().manual_seed(1))
+    losses = []
+    for image in images:
+        for q in range(PIXELS):
+            inputs, target = encode_queries(image[None], torch.tensor([q]))
+            losses.append(torch.nn.functional.cross_entropy(model(inputs), target).item())
+    expected = sum(losses) / len(losses)
+    assert mean_loss_over_every_position(model, images, pairs_per_batch=500) == pytest.approx(expected, rel=1e-6)
+    assert model.training  # left as it was
+    dataset = Dataset("mnist_pixels", (5, 28, 28), 256, Split(images, torch.zeros(2)), None,
+                      Split(images, torch.zeros(2, dtype=torch.long)))
+    metrics = every_position_test_metrics(model, dataset, pairs_per_batch=784)
+    assert metrics == {"test/loss_all_positions": pytest.approx(expected, rel=1e-6)}
 
 
 def test_crop_flip_is_a_shifted_window():

@@ -5,13 +5,15 @@ takes an N(0, I) step before every evaluation and x_0 = 0. Newton's expected los
 Paper settings (LODO paper, Appendix E, Table 6): LODO alpha_0 0.270, beta 0.195, meta-lr 9.6e-4; Adam lr 1.164, betas (0.465, 0.9884).
 
 Measured with seed 0 (float32): after 4k steps LODO's loss over the last quarter is ~11-12 (Adam ~15) and
-the Hessian error falls from 0.96 to ~0.80; after 100k steps (the slow test) LODO is at ~9 and the error ~0.7.
+the Hessian error falls from 0.96 to ~0.80. After 100k steps (the slow test, 3 seeds through the runner) the mean
+loss over the last 10% of steps is ~8.9, as in the authors' TensorFlow code.
 """
 
 import statistics
 
 import pytest
 import torch
+from conftest import read_metrics, train
 
 from hoopt.models import build_model
 from hoopt.optimizers.lodo import LODO
@@ -79,11 +81,22 @@ def test_lodo_beats_adam_and_learns_the_inverse_hessian_short_run():
 
 
 @pytest.mark.slow
-def test_lodo_on_the_paper_run_of_100k_steps():
-    steps = 100_000
-    lodo_losses, errors = track_bowl(lodo, steps, error_every=10_000)
-    adam_losses, _ = track_bowl(adam, steps)
-    lodo_late, adam_late = late(lodo_losses, 0.1), late(adam_losses, 0.1)
-    assert lodo_late < 0.7 * adam_late
-    assert lodo_late < 1.3 * NEWTON
-    assert errors[-1] < 0.8 * errors[0]
+def test_lodo_reproduces_the_papers_bowl_over_seeds(tmp_path):
+    """The paper's run through the runner (model=noisy_quadratic optimizer=lodo: the tuned values, 100k steps), 3
+    seeds (each draws its own permutations, initial blocks and random walk). The mean training loss over the last
+    10% of steps, averaged over seeds, is within 10% of 8.89: the authors' TensorFlow code gives 8.888 +- 0.034
+    and hoopt 8.885 +- 0.034 over 4 seeds (Newton's optimum is 7.41)."""
+    late_losses = []
+    for seed in range(3):
+        run_dir = tmp_path / f"seed{seed}"
+        train(["model=noisy_quadratic", "optimizer=lodo", f"seed={seed}", "logger.log_every=100",
+               "trainer.num_threads=1"], run_dir)
+        metrics = read_metrics(run_dir)
+        losses = [e["train/loss"] for e in metrics if "train/loss" in e]  # each the mean over 100 steps
+        assert len(losses) == 1000
+        late_losses.append(statistics.mean(losses[-100:]))  # steps 90,001-100,000
+        errors = [e["lodo/hessian_error"] for e in metrics if "lodo/hessian_error" in e]  # every 1000 steps
+        assert errors[-1] < min(errors[0], 0.8)  # LODO learns the inverse Hessian (G_0 = 0.27 I: 0.96)
+    print("late losses per seed:", late_losses)
+    assert statistics.mean(late_losses) == pytest.approx(8.89, rel=0.1)
+    assert all(late == pytest.approx(8.89, rel=0.1) for late in late_losses)  # measured: 8.89, 8.84, 8.89

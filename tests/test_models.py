@@ -59,13 +59,48 @@ def test_paper_initialisation(name, sigma):
             assert abs(w.mean().item()) < 4 * expected / math.sqrt(w.numel())
 
 
-def test_pixelcnn_pooling_reaches_one_pixel():
-    from hoopt.models.pixelcnn import avg_pool_zero_padded
+def tf_same_average_pool(x):
+    """2x2 / stride 2 average pooling with TensorFlow's "SAME" padding, written out: an odd size gets one padded
+    row/column at the end, and each window averages only the real cells it covers."""
+    h, w = x.shape[-2:]
+    out = torch.empty(*x.shape[:-2], (h + 1) // 2, (w + 1) // 2, dtype=x.dtype)
+    for i in range(out.shape[-2]):
+        for j in range(out.shape[-1]):
+            out[..., i, j] = x[..., 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean(dim=(-2, -1))
+    return out
 
-    x = torch.ones(1, 1, 7, 7)
-    pooled = avg_pool_zero_padded(x)
+
+def test_pixelcnn_pooling_leaves_the_padded_cell_out_of_the_average():
+    """The authors' avg_pool2d(padding="SAME"): at 7 -> 4 the last row and column average only real cells."""
+    from hoopt.models.pixelcnn import avg_pool_same
+
+    pooled = avg_pool_same(torch.ones(1, 1, 7, 7))
     assert pooled.shape == (1, 1, 4, 4)
-    assert pooled[0, 0, -1, -1] == 0.25  # the zero padding counts in the average
+    assert pooled[0, 0, -1, -1] == 1.0  # not 0.25: the three padded cells do not count
+    for size in (28, 14, 7, 4, 2):
+        x = torch.randn(2, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(size))
+        assert torch.allclose(avg_pool_same(x), tf_same_average_pool(x), rtol=0, atol=1e-15)
+    x = torch.randn(1, 5, 28, 28)
+    assert build_model("pixelcnn")(x).shape == (1, 256)  # 28 -> 14 -> 7 -> 4 -> 2 -> 1
+
+
+def test_pixelcnn_starts_from_the_authors_lecun_normal_of_weights_and_biases():
+    """Every weight and bias ~ N(0, 1 / (fan_in + 1)) (LODO paper, Appendix F.2: LeCun normal; the authors' code
+    counts the bias as one more input): stem 5 inputs, expand 20, depthwise 3x3 = 9, project 120, head 20."""
+    torch.manual_seed(0)
+    model = build_model("pixelcnn")
+    stds = {}
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d)):
+            fan_in = module.weight[0].numel()
+            stds.setdefault(fan_in, []).extend([module.weight.detach().flatten(), module.bias.detach()])
+    assert sorted(stds) == [5, 9, 20, 120]
+    for fan_in, values in stds.items():
+        values = torch.cat(values)
+        assert values.std().item() == pytest.approx(1 / math.sqrt(fan_in + 1), rel=0.05), fan_in
+        assert abs(values.mean().item()) < 4 / math.sqrt((fan_in + 1) * values.numel())
+    assert all(torch.count_nonzero(m.bias) == m.bias.numel() for m in model.modules()
+               if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))  # biases are drawn too, not zero
 
 
 def test_noisy_quadratic_spectrum_and_optimum():

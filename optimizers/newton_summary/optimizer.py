@@ -182,6 +182,7 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         # eta_smooth: the step sizes before negative entries are removed (lr_momentum's state).
         self._ns: dict[str, Any] = dict(step=0, refreshes=0, window=[], first_index=0, eta=None, eta_smooth=None,
                                         ok=None, reason="", root=math.nan)
+        self._refreshed = False  # a refresh happened since records() last ran (transient, not state)
 
     def _group(self) -> dict:
         group = self.param_groups[0]
@@ -288,6 +289,7 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
         directions = self._current_directions(group) if frozen else self._directions(group)
         if refresh:
             self._refresh(group, directions)
+            self._refreshed = True  # records() hands this refresh's summaries to the runner once
         eta = ns["eta"]
         if eta is not None:
             for name, p in zip(self.param_names, group["params"]):
@@ -353,6 +355,21 @@ class NewtonSummary(torch.optim.Optimizer, TrainingHooks):
             "summary/gbar": Bars(mean.gbar, labels, "gbar"),
             "summary/d3": Bars(mean.d3, labels, "D3 (diagonal)"),
         }
+
+    def records(self) -> dict[str, torch.Tensor]:
+        """After a refresh: the averaged summaries the solver used (gbar, Hbar, D3), this refresh's own ones
+        (``summary/raw_*``) and the step sizes lambda_1 eta (NaN before the first solve)."""
+        if not self._refreshed:
+            return {}
+        self._refreshed = False
+        mean, raw = self.averaged_summary(), self._ns["window"][-1] if self._ns["window"] else None
+        rates = torch.tensor(list(self.step_sizes().values()), dtype=torch.float64)
+        if self._ns["eta"] is None:
+            rates = torch.full_like(rates, math.nan)
+        out = {"summary/gbar": mean.gbar, "summary/hbar": mean.hbar, "summary/d3": mean.d3, "summary/lr": rates}
+        if raw is not None:
+            out.update({"summary/raw_gbar": raw.gbar, "summary/raw_hbar": raw.hbar, "summary/raw_d3": raw.d3})
+        return out
 
     # -- exact resume -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -41,11 +41,15 @@ class Dataset:
     val: Split | None
     test: Split | None
     make_batch: BatchMaker = identity_batch
+    # final_metrics(model, dataset, limit) -> metrics measured once, when a run completes: evaluations too costly
+    # for every epoch (the pixel task's test loss over all 784 query positions of every image; of the first
+    # ``limit`` images when limit is not None). None: nothing more.
+    final_metrics: Callable[[torch.nn.Module, "Dataset", "int | None"], dict] | None = None
 
     def to(self, device: torch.device) -> "Dataset":
         move = lambda s: None if s is None else s.to(device)  # noqa: E731
         return Dataset(self.name, self.input_shape, self.num_classes, move(self.train), move(self.val),
-                       move(self.test), self.make_batch)
+                       move(self.test), self.make_batch, self.final_metrics)
 
     def splits(self) -> dict[str, Split]:
         named = {"train": self.train, "val": self.val, "test": self.test}

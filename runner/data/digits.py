@@ -1,12 +1,13 @@
 """scikit-learn's bundled 8 x 8 digits: the offline default dataset (1,797 images, 10 classes)."""
 
 import torch
-from sklearn.datasets import load_digits
 
 from .dataset import Dataset, Split
 
 
 def load_digits_dataset(val_fraction: float = 0.1, test_fraction: float = 0.2, split_seed: int = 0) -> Dataset:
+    from sklearn.datasets import load_digits  # imported here: scikit-learn takes a second to import
+
     digits = load_digits()
     images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     labels = torch.tensor(digits.target, dtype=torch.long)

@@ -25,6 +25,9 @@ class Task(Protocol):
     def evaluate(self, model: torch.nn.Module) -> dict[str, float]:
         """End-of-epoch metrics, keyed by their logging tags."""
 
+    def final_evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        """Metrics measured once, when the run completes ({} for most tasks)."""
+
     def dependencies(self, model: torch.nn.Module) -> dict[str, Any]:
         """The run's pieces an optimizer may ask for by name (protocol.RUN_DEPENDENCIES)."""
 

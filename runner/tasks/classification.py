@@ -50,12 +50,13 @@ class ClassificationLossSampler:
 
 class ClassificationTask:
     def __init__(self, dataset: Dataset, batch_size: int, eval_batch_size: int, generator: torch.Generator,
-                 device: torch.device, l2: float = 0.0):
+                 device: torch.device, l2: float = 0.0, final_examples: int | None = None):
         self.dataset, self.eval_batch_size, self.generator, self.device, self.l2 = (
             dataset, eval_batch_size, generator, device, l2)
         self.sampler = EpochSampler(len(dataset.train), batch_size, generator, device)
         self.steps_per_epoch = len(self.sampler)
         self.description = f"dataset '{dataset.name}'"
+        self.final_examples = final_examples  # test examples of the end-of-run measures (None: all)
 
     def epoch_batches(self) -> Iterator:
         train = self.dataset.train
@@ -93,6 +94,16 @@ class ClassificationTask:
             metrics[f"{name}/acc"] = (correct.double() / len(split)).item()
         model.train()
         return metrics
+
+    @torch.no_grad()
+    def final_evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        if self.dataset.final_metrics is None:
+            return {}
+        model.eval()
+        try:
+            return self.dataset.final_metrics(model, self.dataset, self.final_examples)
+        finally:
+            model.train()
 
     def dependencies(self, model: torch.nn.Module) -> dict[str, Any]:
         return {"model": model, "loss_sampler": ClassificationLossSampler(self, model), "classifier": True,

@@ -95,6 +95,9 @@ class SyntheticTask:
         expected = float(model(self.stream.centre)) + optimum if self.bowl is not None else float(model(None))
         return {"eval/loss": expected, "eval/optimum": optimum, "eval/gap": expected - optimum}
 
+    def final_evaluate(self, model: torch.nn.Module) -> dict[str, float]:
+        return {}
+
     def dependencies(self, model: torch.nn.Module) -> dict[str, Any]:
         return {"model": model, "loss_sampler": SyntheticLossSampler(self, model), "classifier": False,
                 "hessian": None if self.bowl is None else self.bowl.hessian}

@@ -15,6 +15,7 @@ from ...models import MODELS, SYNTHETIC_MODELS, build_model
 from ..data import DATASETS, Dataset, load_dataset
 from ..tasks import ClassificationTask, SyntheticTask
 from ..errors import HooptError
+from .settings import check_optimizer_values
 
 
 def pick_device(name: str) -> torch.device:
@@ -78,7 +79,8 @@ def build_task(cfg: DictConfig, dataset: Dataset | None, model: torch.nn.Module,
         steps_per_epoch = t.steps_per_epoch or max(1, (t.steps or 1000) // 20)
         return SyntheticTask(model, generator, device, int(steps_per_epoch), l2)
     try:
-        return ClassificationTask(dataset, int(t.batch_size), int(t.eval_batch_size), generator, device, l2)
+        return ClassificationTask(dataset, int(t.batch_size), int(t.eval_batch_size), generator, device, l2,
+                                  t.get("final_eval_examples"))
     except ValueError as error:  # e.g. a batch larger than the dataset
         raise HooptError(f"{error}; change the setting or the dataset.") from None
 
@@ -87,6 +89,7 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module, dependencies: dict)
     """``cls(model.named_parameters(), **hyperparameters, **dependencies)``: the dependencies passed are those the
     constructor names (optimizers/protocol.py), so plain torch.optim classes receive none."""
     options = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    check_optimizer_values(options)  # finite, modest numbers and lr > 0, whatever the class checks itself
     name = options.pop("name", "?")
     target = options.pop("_target_", None)
     if target is None:
@@ -103,7 +106,7 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module, dependencies: dict)
         raise HooptError(str(error).splitlines()[0]) from None
     except MemoryError as error:  # the optimizer's own estimate, which already says what to do
         raise HooptError(f"optimizer '{name}' does not fit: {str(error).splitlines()[0]}") from None
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, ArithmeticError) as error:  # ArithmeticError: int(inf), float overflow
         detail = str(error).splitlines()[0].rstrip(".")
         raise HooptError(f"optimizer '{name}' rejected its settings: {detail}; change the optimizer.<key>=... "
                          f"override that sets it.") from None

@@ -37,6 +37,7 @@ class LoopSettings:
     # A finite loss above divergence_factor * max(1, first logged loss) counts as diverged (None: only non-finite).
     divergence_factor: float | None = 1e6
     progress_interval_s: float = 60.0  # without a terminal: seconds between two progress lines
+    images_each_epoch: bool = False  # also log the optimizer's visuals at the end of every epoch
 
 
 @dataclass
@@ -50,7 +51,7 @@ class LoopResult:
 class TrainingLoop:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, settings: LoopSettings,
                  logger: RunLogger, run_dir: str, device: torch.device, config_yaml: str, probes: list | None = None,
-                 console=None):
+                 console=None, records=None):
         self.model, self.optimizer, self.task = model, optimizer, task
         self.settings, self.logger, self.run_dir, self.device = settings, logger, run_dir, device
         self.config_yaml = config_yaml
@@ -58,6 +59,7 @@ class TrainingLoop:
         self.hooks = optimizer if isinstance(optimizer, TrainingHooks) else None
         self.probes = probes or []  # observers called before each epoch (the Hbar probe)
         self.console = console  # RunConsole for progress lines without a terminal (None: no such lines)
+        self.records = records  # RecordLog for the optimizer's records() (None: not kept)
         self.reference_loss: float | None = None  # the run's first logged training loss (divergence rule)
         self.total_steps = settings.steps or settings.epochs * task.steps_per_epoch
         self.epoch, self.step = 0, 0
@@ -115,9 +117,14 @@ class TrainingLoop:
                     return result
                 if s.interrupt_after_epoch is not None and self.epoch >= s.interrupt_after_epoch:
                     return LoopResult("interrupted", self.epoch, self.step, "stopped by trainer.interrupt_after_epoch")
+            final = self.task.final_evaluate(self.model)  # costly measures, once (the pixel task's 784 positions)
+            if final:
+                self.logger.scalars(final, self.step, self.epoch)
         finally:
             progress.close()
             self.logger.flush()
+            if self.records is not None:
+                self.records.save()
         return LoopResult("completed", self.epoch, self.step)
 
     def _run_probes(self) -> None:
@@ -154,6 +161,10 @@ class TrainingLoop:
             epoch_steps += 1
             window_steps += 1
             progress.update(self.step, self.epoch)
+            if self.hooks is not None and self.records is not None:
+                kept = self.hooks.records()
+                if kept:
+                    self.records.add(kept, self.step)
             if self.step % s.log_every == 0:
                 mean = (window_sum / window_steps).item()  # the one sync per logging interval
                 elapsed_ms = 1000 * (time.perf_counter() - window_start) / window_steps
@@ -168,8 +179,8 @@ class TrainingLoop:
                 progress.logged(mean)
                 window_sum.zero_()
                 window_steps, window_start = 0, time.perf_counter()
-            if s.image_every and self.hooks is not None and self.step % s.image_every == 0:
-                self.logger.images({tag: render(v) for tag, v in self.hooks.visuals().items()}, self.step)
+            if s.image_every and self.step % s.image_every == 0:
+                self._log_visuals()
         self.epoch += 1
         epoch_loss = (epoch_sum / max(epoch_steps, 1)).item()
         if self.reference_loss is None and math.isfinite(epoch_loss):
@@ -184,13 +195,21 @@ class TrainingLoop:
         if self.hooks is not None:
             self.hooks.on_epoch_end(epoch_loss)
         self.logger.scalars(metrics, self.step, self.epoch)
+        if s.images_each_epoch and not (s.image_every and self.step % s.image_every == 0):
+            self._log_visuals()
         progress.evaluated(metrics)
         if self.step < self.total_steps:
             self._run_probes()
         self.logger.flush()
+        if self.records is not None:
+            self.records.save()
         if s.checkpoint:
             save_checkpoint(self.run_dir, self.state_dict())
         return None
+
+    def _log_visuals(self) -> None:
+        if self.hooks is not None:
+            self.logger.images({tag: render(v) for tag, v in self.hooks.visuals().items()}, self.step)
 
     def _learning_rates(self) -> dict[str, float]:
         groups = [g for g in self.optimizer.param_groups if "lr" in g]
