@@ -4,37 +4,23 @@ float64 with T_cov 5 and T_inv 50 (re-inversions, weight decay from step 100), f
 recorded true-Fisher labels through ``label_sampler``; and its companion run where KL clipping binds. Also what the
 papers' conventions change against the clean default (docs/methods/kfac.md, "The papers' flavour")."""
 
-import json
-import os
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from golden import GoldenMLP, load_golden
 from hoopt.optimizers.kfac import KFAC
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "kfac_papers.json")
 F64 = torch.float64
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    if not os.path.exists(FIXTURE):
-        pytest.skip("the golden runs kfac_papers.json are expected in shared/fixtures/ beside the repository "
-                    "checkout (../shared/fixtures/ from the repository root)")
-    with open(FIXTURE) as handle:
-        return json.load(handle)
+    return load_golden("kfac_papers")
 
 
-class MLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.l1, self.l2, self.l3 = nn.Linear(64, 32), nn.Linear(32, 16), nn.Linear(16, 10)
-
-    def forward(self, x):
-        return self.l3(torch.tanh(self.l2(torch.tanh(self.l1(x)))))
+MLP = GoldenMLP
 
 
 def replay(fx, run, steps=None, **overrides):

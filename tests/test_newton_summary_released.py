@@ -5,44 +5,28 @@ released averaging weights for another period, the released plateau rule, the wa
 lr_momentum (the released mom_lrs); docs/methods/newton_summary.md, "Released-compatible mode"."""
 
 import copy
-import json
 import math
-import os
 from fractions import Fraction
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 from torch.func import functional_call
 
+from golden import GoldenMLP, load_golden
 from hoopt.optimizers.newton_summary import NewtonSummary, ReduceDampingOnPlateau
 from hoopt.optimizers.newton_summary import optimizer as ns_module
 from hoopt.optimizers.newton_summary.released import released_weights
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(ROOT, "..", "shared", "fixtures", "newton_summary_released.json")
 F64 = torch.float64
 
 
 @pytest.fixture(scope="module")
 def fixture():
-    if not os.path.exists(FIXTURE):
-        pytest.skip("the golden trajectory newton_summary_released.json is expected in shared/fixtures/ beside the "
-                    "repository checkout (../shared/fixtures/ from the repository root)")
-    with open(FIXTURE) as handle:
-        return json.load(handle)
+    return load_golden("newton_summary_released")
 
 
-class MLP(nn.Module):
-    """The fixture's model: l3(tanh(l2(tanh(l1(x))))), named l1, l2, l3 like the recorded parameters."""
-
-    def __init__(self):
-        super().__init__()
-        self.l1, self.l2, self.l3 = nn.Linear(64, 32), nn.Linear(32, 16), nn.Linear(16, 10)
-
-    def forward(self, x):
-        return self.l3(torch.tanh(self.l2(torch.tanh(self.l1(x)))))
+MLP = GoldenMLP
 
 
 def build(fx, skip_summaries=0, **overrides):

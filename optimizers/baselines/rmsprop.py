@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 
+from .elementwise import gradients_and_state
 from ..validation import require_non_negative, require_positive, require_probability
 
 
@@ -49,18 +50,7 @@ class RMSprop(torch.optim.Optimizer):
         for group in self.param_groups:
             _validate(group)
             rho, momentum, lr = group["alpha"], group["momentum"], group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise ValueError("RMSprop does not support sparse gradients")
-                g = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["square_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
+            for p, g, state in gradients_and_state(self, group, "RMSprop", ("square_avg", "momentum_buffer")):
                 v, buffer = state["square_avg"], state["momentum_buffer"]
                 v.mul_(rho).addcmul_(g, g, value=1 - rho)
                 buffer.mul_(momentum).addcdiv_(g, v.add(group["eps"]).sqrt_(), value=lr)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from .elementwise import gradients_and_state
 from ..validation import require_betas, require_non_negative, require_positive
 
 
@@ -47,18 +48,7 @@ class Yogi(torch.optim.Optimizer):
         for group in self.param_groups:
             _validate(group)  # a scheduler or a user may have changed the group since the last step
             beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise ValueError("Yogi does not support sparse gradients")
-                g = p.grad
-                state = self.state[p]
-                if not state:
-                    state["step"] = 0
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["step"] += 1
+            for p, g, state in gradients_and_state(self, group, "Yogi", ("exp_avg", "exp_avg_sq")):
                 m, v = state["exp_avg"], state["exp_avg_sq"]
                 m.mul_(beta1).add_(g, alpha=1 - beta1)
                 g2 = g * g
