@@ -40,6 +40,7 @@ TINY = ["trainer.steps=3", "trainer.batch_size=8", "trainer.eval_batch_size=64",
         "trainer.final_eval_examples=2"]
 
 
+@pytest.mark.slow  # 53 s; every model also trains with every optimizer in the slow cross product below
 def test_every_model_trains_with_adam_and_kfac(tmp_path, tiny_data):
     models = "mlp,lenet,vgg,resnet18,pixelcnn,noisy_quadratic,rosenbrock"
     _, jobs = sweep(tmp_path, "models", [f"model={models}", "optimizer=adam,kfac", f"dataset.root={tiny_data}", *TINY])
