@@ -28,9 +28,10 @@ def test_digits_default_run(tmp_path):
     assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "checkpoint.pt").exists()
 
 
-def sweep(tmp_path, name, overrides):
+def sweep(tmp_path, name, overrides, timeout=900):
     sweep_dir = tmp_path / name
-    proc = run_cli(["-m", *overrides, f"hydra.sweep.dir={sweep_dir}", "trainer.progress=false"], cwd=tmp_path)
+    proc = run_cli(["-m", *overrides, f"hydra.sweep.dir={sweep_dir}", "trainer.progress=false"], cwd=tmp_path,
+                   timeout=timeout)
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / "status.json").exists()),
                   key=lambda p: int(p.name.split("_")[0]))
     return proc, jobs
@@ -80,8 +81,9 @@ def test_every_model_with_every_optimizer(tmp_path, tiny_data):
     matrix_roots = {"shampoo", "soap", "kron"}
     names = [n for n in optimizer_names() if not n.startswith("newton_summary") and n not in matrix_roots]
     # No checkpoints: LODO's state for VGG / ResNet-18 alone would write several GB per job.
+    # 13 minutes on an idle 2-core machine (2026-12-01): a generous limit, so a busier machine is not a failure
     _, jobs = sweep(tmp_path, "all", [models, f"optimizer={','.join(names)}", f"dataset.root={tiny_data}",
-                                      "trainer.checkpoint=false", *TINY])
+                                      "trainer.checkpoint=false", *TINY], timeout=2700)
     _, roots = sweep(tmp_path, "roots", ["model=mlp,lenet,pixelcnn,noisy_quadratic,rosenbrock",
                                          f"optimizer={','.join(sorted(matrix_roots))}", f"dataset.root={tiny_data}",
                                          "trainer.checkpoint=false", *TINY])
