@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from ..training.identity import flatten, identity, is_execution_detail
+from ..training.metrics_file import read_metrics
 from .measures import number
 
 # status.json's values mapped to what the report counts. "running" left behind by a killed process and
@@ -144,11 +145,7 @@ def load_run(path: str) -> Run:
     if os.path.exists(status_path):
         with open(status_path) as f:
             detail = json.load(f)
-    records = []
-    metrics_path = os.path.join(path, "metrics.jsonl")
-    if os.path.exists(metrics_path):
-        with open(metrics_path) as f:
-            records = [json.loads(line) for line in f if line.strip()]
+    records = read_metrics(path)
     # No status.json: the job never reached training, or was killed before it wrote one.
     status = _STATUS_OF.get(detail.get("status"), "unfinished")
     kept = [o for o in overrides

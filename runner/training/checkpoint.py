@@ -57,20 +57,26 @@ def sha256_of(path: str) -> str:
     return digest.hexdigest()
 
 
-def read_sidecar(run_dir: str) -> dict | None:
-    """The checkpoint's sidecar, None when there is none; a damaged one is a one-sentence error."""
-    path = os.path.join(run_dir, SIDECAR)
+def _read_record(path: str, valid, consequence: str) -> dict | None:
+    """A JSON record the runner wrote (status.json, checkpoint.json); None when there is none. A damaged one, or
+    one that ``valid`` rejects, is a one-sentence error ending in ``consequence``."""
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
             record = json.load(f)
-        if not (isinstance(record, dict) and isinstance(record.get("sha256"), list)):
-            raise ValueError("no digest list")
+        if not (isinstance(record, dict) and valid(record)):
+            raise ValueError("missing fields")
         return record
     except (OSError, ValueError) as error:
-        raise HooptError(f"{path} is damaged ({type(error).__name__}), so the checkpoint next to it cannot be "
-                         f"verified; start a new run (another hydra.run.dir).") from None
+        raise HooptError(f"{path} is damaged ({type(error).__name__}), so {consequence}; start a new run (another "
+                         f"hydra.run.dir).") from None
+
+
+def read_sidecar(run_dir: str) -> dict | None:
+    """The checkpoint's sidecar, None when there is none; a damaged one is a one-sentence error."""
+    return _read_record(os.path.join(run_dir, SIDECAR), lambda r: isinstance(r.get("sha256"), list),
+                        "the checkpoint next to it cannot be verified")
 
 
 def save_checkpoint(run_dir: str, state: dict) -> None:
@@ -137,15 +143,5 @@ def write_status(run_dir: str, status: str, **details) -> None:
 
 def read_status(run_dir: str) -> dict | None:
     """The status record, None when there is none; a damaged one is a one-sentence error."""
-    path = os.path.join(run_dir, STATUS)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path) as f:
-            record = json.load(f)
-        if not isinstance(record, dict) or not isinstance(record.get("status"), str):
-            raise ValueError("no status field")
-        return record
-    except (OSError, ValueError) as error:
-        raise HooptError(f"{path} is damaged ({type(error).__name__}), so the state of the run in {run_dir} is "
-                         f"unknown; start a new run (another hydra.run.dir).") from None
+    return _read_record(os.path.join(run_dir, STATUS), lambda r: isinstance(r.get("status"), str),
+                        f"the state of the run in {run_dir} is unknown")

@@ -28,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..reports.measures import best, mean_loss_last_fraction
 from .identity import flatten, identity, is_execution_detail
+from .metrics_file import read_metrics
 
 # (metric written, tag it is computed from, "min" or "max")
 BEST_METRICS = (("best/train_loss", "train/epoch_loss", "min"), ("best/val_loss", "val/loss", "min"),
@@ -65,14 +66,6 @@ def flat_hparams(cfg: DictConfig) -> dict:
             continue
         flat[key] = _value(value)
     return {k: v for k, v in flat.items() if v is not None}
-
-
-def read_records(run_dir: str) -> list[dict]:
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def summary_metrics(records: list[dict], cfg: DictConfig) -> dict[str, float]:
@@ -129,7 +122,7 @@ def session_summaries(hparams: dict, status: str, group_name: str, start_time: f
 
 def write_hparams(writer, cfg: DictConfig, run_dir: str, status: str) -> None:
     """At the end of a run: the best/* metrics as scalars at the last step, then the run's session."""
-    records = read_records(run_dir)
+    records = read_metrics(run_dir)
     step = max((int(r.get("step", 0)) for r in records), default=0)
     for tag, value in summary_metrics(records, cfg).items():
         writer.add_scalar(tag, value, step)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..errors import HooptError
+from .metrics_file import read_metrics
 
 MODES = ("min", "max")
 REDUCTIONS = ("final", "best", "mean_last")
@@ -86,23 +87,6 @@ def tune_settings(cfg, **replace) -> TuneSettings:
     return TuneSettings(metric, mode, reduce, float(fraction))
 
 
-def read_records(run_dir: str) -> list[dict]:
-    """metrics.jsonl's records; a line cut short by a kill is skipped."""
-    records = []
-    try:
-        with open(os.path.join(run_dir, "metrics.jsonl")) as f:
-            for line in f:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
-    except OSError:
-        pass
-    return records
-
-
 def run_status(run_dir: str, result: Mapping | None = None) -> str | None:
     """``result["status"]`` (what ``run`` returned) or else status.json's; None when neither says."""
     if result is not None and isinstance(result.get("status"), str):
@@ -146,7 +130,7 @@ def objective_value(cfg, run_dir: str, result: Mapping | None = None, **replace)
         settings = tune_settings(config, **replace)
         if run_status(run_dir, result) != "completed":
             return settings.worst
-        value = reduce_records(read_records(run_dir), settings, _total_steps(config))
+        value = reduce_records(read_metrics(run_dir), settings, _total_steps(config))
         if value is None or not math.isfinite(value):
             return settings.worst
         return float(value)
@@ -163,7 +147,7 @@ def missing_metric(cfg, run_dir: str, **replace) -> str | None:
         return str(error)
     if run_status(run_dir) != "completed":
         return None
-    records = read_records(run_dir)
+    records = read_metrics(run_dir)
     tags = sorted({k for r in records for k in r if k not in ("step", "epoch")})
     if not records or settings.metric in tags:
         return None

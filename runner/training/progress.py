@@ -4,7 +4,6 @@ a compact line at a time interval, so a 100k-step run is never silent. Every lin
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -97,19 +96,3 @@ class Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def last_metrics(run_dir: str) -> dict[str, float]:
-    """The latest value of every tag in the run's metrics.jsonl (the closing line's final evaluation)."""
-    latest: dict[str, float] = {}
-    path = os.path.join(run_dir, "metrics.jsonl")
-    if not os.path.exists(path):
-        return latest
-    with open(path) as f:
-        for line in f:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            latest.update({k: v for k, v in record.items() if isinstance(v, (int, float))})
-    return latest

@@ -140,7 +140,7 @@ def loop_settings(cfg: DictConfig):
 
 def closing_summary(run_dir: str) -> str:
     """The final evaluation in words: test loss and accuracy, or a synthetic objective's loss and gap."""
-    from .progress import last_metrics
+    from .metrics_file import last_metrics
 
     metrics = last_metrics(run_dir)
     if "test/acc" in metrics:
