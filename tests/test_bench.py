@@ -26,6 +26,7 @@ SMALLEST = {
              r"^mlp "),
     "competitors": (["--models", "mlp", "--batch", "8", "--steps", "1", "--repeats", "1",
                      "--optimizers", "soap,kron,adahessian,sophia"], r"^mlp\s+sophia "),
+    "tuning": (["--trials", "3", "--sampler-seeds", "1"], r"^\s+3\s"),
 }
 NUMBER = re.compile(r"(?<![\w.])-?(?:\d[\d,]*\.?\d*(?:e[-+]?\d+)?|nan|inf)", re.IGNORECASE)
 

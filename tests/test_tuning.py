@@ -191,7 +191,8 @@ def states(study):
     return [t.state.name for t in study.trials]
 
 
-LODO_ADAM = ["experiment=lodo_rosenbrock_tune", "optimizer=adam", "hydra.sweeper.sampler.popsize=8"]
+LODO_ADAM = ["experiment=lodo_rosenbrock_tune", "optimizer=adam", "hydra.sweeper.sampler.popsize=8",
+             "hydra.sweeper.generations=null"]
 
 
 def test_an_evolution_strategy_study_keeps_its_trials_in_sqlite_in_the_sweep_dir(tmp_path):
@@ -212,6 +213,27 @@ def test_an_evolution_strategy_study_keeps_its_trials_in_sqlite_in_the_sweep_dir
     tuning = OmegaConf.load(tmp_path / "tuning.yaml")
     assert tuning.objective.metric == "train/loss" and tuning.objective.reduce == "mean_last"
     assert [p.override for p in tuning.studies[0].params] == ["optimizer.lr", "optimizer.betas", "optimizer.betas"]
+
+
+def test_a_small_budget_gets_a_population_that_still_evolves_over_generations():
+    from hydra_plugins.hoopt_tuning._study import population
+
+    # the paper's 10 generations of 32 once the budget allows it; fewer individuals (never below 4) below that
+    assert [population(32, n, 10) for n in (1000, 320, 200, 96, 40, 32, 8)] == [32, 32, 20, 9, 4, 4, 4]
+    assert population(2, 8, 10) == 2  # never more than asked for
+    assert population(32, 32, None) == 32 and population(None, 32, 10) is None  # generations=null: as given
+    for preset, budget, expected in (("lodo_rosenbrock_tune", 320, 32), ("lodo_resnet_tune", 160, 16)):
+        sweeper = compose_config([f"experiment={preset}"], hydra=True).hydra.sweeper
+        assert (sweeper.n_trials, sweeper.generations) == (budget, 10)
+        assert population(sweeper.sampler.popsize, sweeper.n_trials, sweeper.generations) == expected
+
+
+def test_a_32_trial_preset_study_evolves_generations_of_4(tmp_path, capsys):
+    multirun(bowl, ["experiment=lodo_rosenbrock_tune", "optimizer=adam", "hydra.sweeper.n_trials=13"], tmp_path)
+    generations = [t.system_attrs.get("cma:generation") for t in load(tmp_path).trials]
+    assert generations == [None] + [0] * 4 + [1] * 4 + [2] * 4  # the first trial is drawn before CMA-ES starts
+    out = capsys.readouterr().out
+    assert "13 trials are fewer than 10 generations of 32" in out and "4 per generation" in out
 
 
 def test_a_task_that_returns_nothing_is_scored_from_its_run_dir_and_a_failed_one_ranks_last(tmp_path):

@@ -150,3 +150,20 @@ def test_the_papers_evolution_strategy_tunes_adam_on_rosenbrock_within_2x_of_the
     run_command(entry["command"], tmp_path)
     finals = glob.glob(os.path.join(entry["final_sweep_dir"], "*_*"))
     assert len(finals) == 8 and all(last_tenth(d) <= 2 * PAPER_ADAM for d in finals)
+
+
+def test_the_tuning_benchmark_samples_and_scores_as_a_tuning_study_does(tmp_path):
+    """hoopt-bench tuning runs studies in memory, without run dirs: its sampler must propose the points
+    hoopt-train -m proposes, and score each exactly as the job's objective does."""
+    import torch
+
+    from hoopt.runner.benchmarks.tuning import Study, run_study
+
+    sweep = tmp_path / "tune"
+    run_cli([*ROSENBROCK_ADAM, "hydra.sweeper.n_trials=6", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    trials = study(sweep).trials
+    bench, popsize = run_study(Study("lodo_rosenbrock_tune", "adam", [], torch.device("cpu")), 0, 6)
+    assert popsize == 4
+    assert [t.params for t in bench.trials] == [t.params for t in trials]
+    assert [t.value for t in bench.trials] == [t.value for t in trials]
+    assert len({t.value for t in trials}) == 6

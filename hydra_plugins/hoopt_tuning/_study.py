@@ -20,6 +20,8 @@ from ._space import Param
 SAMPLERS = ("grid", "cmaes", "tpe", "random")
 TUNING_FILE = "tuning.yaml"  # what hoopt-report --best-by reads back: the studies, their parameters, the objective
 STUDY_FILE = "study.db"
+# The smallest CMA-ES population hoopt sizes a study to: 4 individuals keep 2 parents per generation.
+MIN_POPULATION = 4
 
 
 @dataclass
@@ -50,6 +52,21 @@ def whole(key: str, value, minimum: int, allow_none: bool = False):
         raise HooptError(f"hydra.sweeper.{key}={value} is not a whole number >= {minimum}"
                          f"{' (or null)' if allow_none else ''}; e.g. hydra.sweeper.{key}={max(minimum, 1)}.")
     return value
+
+
+def population(popsize: int | None, n_trials: int, generations: int | None) -> int | None:
+    """CMA-ES's individuals per generation for a study of ``n_trials`` trials.
+
+    ``popsize`` is the population of a study with the budget for ``generations`` generations of it (the LODO paper's
+    10 x 32). A smaller budget gets a smaller population, ``n_trials // generations`` (at least MIN_POPULATION, at
+    most ``popsize``), so it still evolves over about ``generations`` generations: with the whole budget in one
+    generation, CMA-ES is a random sample around the centre of the space. ``generations=None`` keeps ``popsize`` as
+    given (None: Optuna's default, 4 + 3 ln(dimensions)). A resumed study goes on with the population it started
+    with (Optuna keeps the evolution strategy's state in the study).
+    """
+    if popsize is None or generations is None:
+        return popsize
+    return min(int(popsize), max(MIN_POPULATION, int(n_trials) // int(generations)))
 
 
 def consecutive(jobs: list[Job]) -> list[list[Job]]:

@@ -14,6 +14,9 @@ Studies live in a real database (SQLite in the sweep dir unless ``storage`` name
   Ctrl-C queues the running trials at once;
 - parallel workers (several ``hoopt-train -m`` processes, SLURM jobs) share a study through the same storage.
 
+CMA-ES sizes its population to the budget (``generations``, _study.population): a study of fewer trials than
+``generations`` x ``sampler.popsize`` evolves ``n_trials // generations`` individuals per generation (at least 4).
+
 Several studies in one command: a sweep over a config group (``optimizer=adam,sgd``) gives one study per choice,
 because each optimizer has its own search space (``spaces.<group>.<choice>``, added to ``params``).
 """
@@ -35,13 +38,13 @@ from omegaconf import DictConfig, OmegaConf
 from hoopt.runner.errors import HooptError
 
 from ._space import Param, lookup, mark_list_elements, override_key, parse_param, point_overrides
-from ._study import (SAMPLERS, STUDY_FILE, TUNING_FILE, Heartbeat, Job, StudyPlan, best_of, consecutive,
-                     grid_sampler_class, plain, requeue, shown_url, whole)
+from ._study import (SAMPLERS, STUDY_FILE, TUNING_FILE, Heartbeat, Job, StudyPlan, best_of,
+                     consecutive, grid_sampler_class, plain, population, requeue, shown_url, whole)
 
 
 class TuningSweeper(Sweeper):
     def __init__(self, sampler=None, n_trials=None, n_jobs=1, storage=None, study_name=None, heartbeat_interval=10,
-                 grace_period=None, retries=2, digits=4, params=None, spaces=None):
+                 grace_period=None, retries=2, digits=4, params=None, spaces=None, generations=None):
         super().__init__()
         self.sampler = dict(plain(sampler) or {"name": "tpe"})
         self.n_trials = plain(n_trials)
@@ -54,6 +57,7 @@ class TuningSweeper(Sweeper):
         self.digits = plain(digits)
         self.params = dict(plain(params) or {})
         self.spaces = dict(plain(spaces) or {})
+        self.generations = plain(generations)
         self.hydra_context: HydraContext | None = None
         self.config: DictConfig | None = None
         self.launcher = None
@@ -86,6 +90,9 @@ class TuningSweeper(Sweeper):
         whole("grace_period", self.grace_period, 1, allow_none=True)
         whole("retries", self.retries, 0)
         whole("digits", self.digits, 1, allow_none=True)
+        whole("generations", self.generations, 1, allow_none=True)
+        if name == "cmaes":
+            whole("sampler.popsize", self.sampler.get("popsize"), 2, allow_none=True)
         if self.storage is not None and not isinstance(self.storage, str):
             raise HooptError(f"hydra.sweeper.storage={self.storage} is not a database URL; give one such as "
                              f"sqlite:///study.db, or null for study.db in the sweep dir.")
@@ -197,10 +204,12 @@ class TuningSweeper(Sweeper):
                              f"sqlite:///<path>.db or postgresql://<user>@<host>/<db> in "
                              f"hydra.sweeper.storage.") from None
 
-    def _sampler(self, plan: StudyPlan):
+    def _sampler(self, plan: StudyPlan, target: int | None = None):
         import optuna
 
         options = {k: v for k, v in self.sampler.items() if k != "name"}
+        if self.sampler["name"] == "cmaes" and target is not None:
+            options["popsize"] = population(options.get("popsize"), target, self.generations)
         name = self.sampler["name"]
         if name == "grid":
             cls = grid_sampler_class()
@@ -255,6 +264,7 @@ class TuningSweeper(Sweeper):
             studies[plan.name] = {"study": plan.name, "outer": plan.outer,
                                   "params": [p.describe() for p in plan.params]}
         record = {"storage": shown_url(url), "sampler": self.sampler, "n_trials": self.n_trials,
+                  "generations": self.generations,
                   "objective": {"metric": settings.metric, "mode": settings.mode, "reduce": settings.reduce,
                                 "fraction": settings.fraction},
                   "studies": list(studies.values())}
@@ -267,7 +277,7 @@ class TuningSweeper(Sweeper):
 
         direction = "minimize" if settings.mode == "min" else "maximize"
         try:
-            study = optuna.create_study(storage=storage, sampler=self._sampler(plan), study_name=plan.name,
+            study = optuna.create_study(storage=storage, sampler=self._sampler(plan, target), study_name=plan.name,
                                         direction=direction, load_if_exists=True)
         except ValueError as error:
             raise HooptError(f"the study '{plan.name}' in {shown_url(url)} cannot be continued ({error}); choose "
@@ -278,7 +288,13 @@ class TuningSweeper(Sweeper):
                              f"it was, or choose another hydra.sweep.dir.")
         distributions = {p.search_name: p.distribution() for p in plan.params}
         done = sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
-        print(f"hoopt: study '{plan.name}' ({self.sampler['name']}, {settings.mode} {settings.metric} "
+        popsize = population(self.sampler.get("popsize"), target, self.generations)
+        each = f", {popsize} per generation" if self.sampler["name"] == "cmaes" and popsize else ""
+        if each and popsize < (self.sampler.get("popsize") or 0):
+            print(f"hoopt: {target} trials are fewer than {self.generations} generations of "
+                  f"{self.sampler['popsize']}, so study '{plan.name}' evolves {popsize} individuals per generation "
+                  f"(hydra.sweeper.generations=null keeps {self.sampler['popsize']}).", flush=True)
+        print(f"hoopt: study '{plan.name}' ({self.sampler['name']}{each}, {settings.mode} {settings.metric} "
               f"({settings.reduce})): {done} of {target} trials complete; study in {shown_url(url)}; searching "
               f"{', '.join(f'{p.name}={p.spec}' for p in plan.params)}", flush=True)
         waiting = False

@@ -6,6 +6,7 @@ epoch    NewtonSummary's time per training step against Adam's
 lodo     LODO's time per step and memory against Adam's (PixelCNN generator, LeNet)
 kfac     K-FAC's time per step against SGD's (MLP, LeNet, VGG-11')
 competitors  Shampoo, SOAP, PSGD Kron, AdaHessian and Sophia: time per step against Adam's (MLP, LeNet)
+tuning   how often a tuning study of each budget reaches the paper's value, over sampler seeds (Adam, Rosenbrock)
 
 Every benchmark takes --device cpu|cuda|auto (auto: cuda when available) and flags for smaller sizes
 (hoopt-bench <name> --help).
@@ -14,7 +15,7 @@ Every benchmark takes --device cpu|cuda|auto (auto: cuda when available) and fla
 import importlib
 import sys
 
-BENCHMARKS = ("loop", "summary", "epoch", "lodo", "kfac", "competitors")
+BENCHMARKS = ("loop", "summary", "epoch", "lodo", "kfac", "competitors", "tuning")
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,176 @@
+"""How reliably a tuning study finds a good point for its budget (``hoopt-bench tuning``).
+
+A study's best value depends on its sampler's seed as much as on its budget, and one study says nothing about
+that spread. This benchmark runs the same study (a tuning preset on a synthetic objective, its search space and
+its sampler as ``hoopt-train -m`` builds them) for several budgets (``--trials``) and several sampler seeds, and
+prints, per budget, CMA-ES's population, the spread of the best values over the seeds, and how many of the seeds
+reach the target (by default twice the paper's value for that optimizer: the LODO paper, Table 8).
+
+Each trial trains in this process through hoopt's own pieces (model, task and optimizer from the composed config,
+steps through the closure the training loop uses, the divergence rule, the ``tune`` objective), without writing run
+dirs, so that hundreds of studies take minutes; a test checks that a point scores here exactly as a tuning trial of
+``hoopt-train`` scores it.
+
+    hoopt-bench tuning                                  # Adam on Rosenbrock: 32, 96 and 320 trials, 20 seeds each
+    hoopt-bench tuning --trials 8 --sampler-seeds 2     # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import time
+import warnings
+
+import torch
+from omegaconf import OmegaConf
+
+from ...models import SYNTHETIC_MODELS
+from ..reports.measures import PAPER_LAST_FRACTION_LOSS
+from ..training.build import build_model_for, build_optimizer, build_task, seed_everything
+from ..training.objective import tune_settings
+from ..training.presets import compose_config
+from .device import add_device_argument
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="hoopt-bench tuning", description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", default="lodo_rosenbrock_tune", help="a tuning preset on a synthetic task")
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--trials", default="32,96,320", help="comma-separated study budgets (hydra.sweeper.n_trials)")
+    parser.add_argument("--sampler-seeds", type=int, default=20, help="studies per budget, sampler seeds 0, 1, ...")
+    parser.add_argument("--target", type=float, default=None,
+                        help="a study reaches it when its best value is at most this (default: 2 x the paper's)")
+    parser.add_argument("overrides", nargs="*", help="more config overrides, e.g. hydra.sweeper.generations=null")
+    add_device_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        args.budgets = [int(n) for n in args.trials.split(",")]
+    except ValueError:
+        parser.error(f"--trials={args.trials} is not a comma-separated list of whole numbers; e.g. --trials 32,96")
+    if min(args.budgets) < 1 or args.sampler_seeds < 1:
+        parser.error("--trials and --sampler-seeds must be positive")
+    return args
+
+
+class Study:
+    """The preset's study for one optimizer: its composed config, its searched parameters and its sweeper."""
+
+    def __init__(self, experiment: str, optimizer: str, overrides: list[str], device: torch.device):
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+        from hydra.utils import get_class
+
+        from hydra_plugins.hoopt_tuning._space import mark_list_elements, parse_param
+        from hydra_plugins.hoopt_tuning._study import StudyPlan
+
+        cfg = compose_config([f"experiment={experiment}", f"optimizer={optimizer}", *overrides], hydra=True)
+        if cfg.model.name not in SYNTHETIC_MODELS:
+            raise SystemExit(f"hoopt-bench tuning: {experiment} trains model '{cfg.model.name}', not a synthetic "
+                             f"objective; give a preset such as --experiment lodo_rosenbrock_tune.")
+        sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
+        self.cfg = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
+        self.settings = tune_settings(self.cfg)
+        self.device = device
+        parser = OverridesParser.create()
+        specs = {**(sweeper.get("params") or {}), **((sweeper.get("spaces") or {}).get("optimizer", {})
+                                                    .get(optimizer) or {})}
+        self.plain = OmegaConf.to_container(self.cfg, resolve=True)
+        # the seed is fixed per study, and a config group in params (optimizer: adam,sgd,...) makes one study per
+        # choice, not a searched dimension
+        specs = {k: v for k, v in specs.items() if k != "seed" and not isinstance(self.plain.get(k), dict)}
+        self.params = [parse_param(parser.parse_overrides([f"{k}={v}"])[0]) for k, v in specs.items()]
+        mark_list_elements(self.params, self.plain)
+        self.plan = StudyPlan("bench", [], self.params, {})
+        options = {k: v for k, v in sweeper.items() if k not in ("_target_", "params", "spaces")}
+        self.sweeper_class, self.options = get_class(sweeper["_target_"]), options
+
+    def sampler(self, seed: int, n_trials: int):
+        options = {**self.options, "sampler": {**self.options["sampler"], "seed": seed}, "n_trials": n_trials}
+        sweeper = self.sweeper_class(**options)
+        return sweeper._sampler(self.plan, n_trials), sweeper.digits
+
+    def score(self, values: dict) -> float:
+        """The objective of one trial with these values (config keys, as the sweeper gives them to a job)."""
+        from hydra_plugins.hoopt_tuning._space import point_overrides
+
+        point = point_overrides(self.params, values, self.plain)  # the job's overrides, as the sweeper writes them
+        cfg = OmegaConf.merge(self.cfg, OmegaConf.from_dotlist([o.lstrip("+") for o in point]))
+        seed_everything(int(cfg.seed), deterministic=False)
+        model = build_model_for(cfg, None, self.device)
+        task = build_task(cfg, None, model, self.device)
+        optimizer = build_optimizer(cfg, model, task.dependencies(model))
+        return run_steps(cfg, model, task, optimizer, self.settings.fraction)
+
+
+def run_steps(cfg, model, task, optimizer, fraction: float) -> float:
+    """Train for the run's steps as the loop does (closure, divergence rule on logged losses) and return the mean
+    training loss over the last ``fraction`` of the steps: the ``mean_last`` objective, with log_every 1."""
+    total = int(cfg.trainer.steps)
+    factor = cfg.trainer.get("divergence_factor")
+    losses, reference = [], None
+    while len(losses) < total:
+        for batch in task.epoch_batches():
+            if len(losses) >= total:
+                break
+
+            def closure(create_graph: bool = False, batch=batch):
+                optimizer.zero_grad(set_to_none=True)
+                loss = task.loss(model, batch)
+                loss.backward(create_graph=create_graph)
+                return loss
+
+            value = float(optimizer.step(closure).detach())
+            reference = value if reference is None and math.isfinite(value) else reference
+            if not math.isfinite(value) or (factor is not None and value > factor * max(1.0, abs(reference))):
+                return math.inf
+            losses.append(value)
+    tail = losses[total - max(1, round(fraction * total)):]
+    return sum(tail) / len(tail)
+
+
+def run_study(study: Study, seed: int, n_trials: int):
+    """One study of ``n_trials`` trials with sampler seed ``seed``, in memory; returns the Optuna study and its
+    CMA-ES population (None for other samplers)."""
+    import optuna
+
+    from hydra_plugins.hoopt_tuning._study import population
+
+    sampler, digits = study.sampler(seed, n_trials)
+    optuna_study = optuna.create_study(sampler=sampler, direction="minimize" if study.settings.mode == "min"
+                                       else "maximize")
+    distributions = {p.search_name: p.distribution() for p in study.params}
+    for _ in range(n_trials):
+        trial = optuna_study.ask(distributions)
+        values = {p.name: p.value(trial.params[p.search_name], digits) for p in study.params}
+        value = study.score(values)
+        optuna_study.tell(trial, value if math.isfinite(value) else study.settings.worst)
+    cmaes = study.options["sampler"]["name"] == "cmaes"
+    popsize = population(study.options["sampler"].get("popsize"), n_trials, study.options.get("generations"))
+    return optuna_study, popsize if cmaes else None
+
+
+def run(argv: list[str]) -> None:
+    import optuna
+
+    args = parse(argv)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    torch.set_num_threads(1)
+    study = Study(args.experiment, args.optimizer, args.overrides, args.device)
+    paper = PAPER_LAST_FRACTION_LOSS.get((study.cfg.model.name, args.optimizer))
+    target = args.target if args.target is not None else (2 * paper if paper is not None else None)
+    reached = f"<= {target:.4g}" if target is not None else ""  # the column of studies that reach the target
+    sampler = study.options["sampler"]["name"]
+    print(f"device {args.device}, {args.experiment} optimizer={args.optimizer}: {study.settings.reduce} "
+          f"{study.settings.metric}, sampler {sampler}, sampler seeds 0-{args.sampler_seeds - 1}"
+          + (f"; paper {paper:.4g}" if paper is not None else ""))
+    print(f"{'trials':>6}{'popsize':>9}{'median best':>13}{'worst best':>12}{'best best':>11}{reached:>14}{'s':>7}")
+    for n_trials in args.budgets:
+        start = time.perf_counter()
+        results = [run_study(study, seed, n_trials) for seed in range(args.sampler_seeds)]
+        bests = [optuna_study.best_value for optuna_study, _ in results]
+        popsize = results[0][1]
+        hits = f"{sum(b <= target for b in bests)}/{len(bests)}" if target is not None else ""
+        print(f"{n_trials:>6}{popsize if popsize else '-':>9}{statistics.median(bests):>13.3e}{max(bests):>12.3e}"
+              f"{min(bests):>11.3e}{hits:>14}{time.perf_counter() - start:>7.0f}", flush=True)
