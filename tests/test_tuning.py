@@ -357,12 +357,18 @@ def test_a_killed_grid_search_still_visits_every_point_once(tmp_path):
     (["hydra/sweeper=tune_tpe", "hydra.sweeper.n_trials=null", "optimizer.lr=interval(0.1, 1)"],
      "the tpe sampler needs a number of trials"),
     (["hydra/sweeper=tune_tpe"], "there is nothing to search"),
+    (["experiment=lodo_rosenbrock_tune", "optimizer=adam", "hydra.sweeper.generations=0"],
+     "hydra.sweeper.generations=0 is not a whole number >= 1 (or null)"),
+    (["experiment=lodo_rosenbrock_tune", "optimizer=adam", "hydra.sweeper.sampler.popsize=1"],
+     "hydra.sweeper.sampler.popsize=1 is not a whole number >= 2 (or null)"),
 ])
 def test_mistakes_in_a_study_are_one_sentence(tmp_path, capsys, overrides, message):
     with pytest.raises(SystemExit) as stop:
-        multirun(bowl, overrides, tmp_path)
+        multirun(bowl, overrides, tmp_path / "sweep")
     assert stop.value.code == 2
     assert message in capsys.readouterr().err.replace("\n", " ")
+    # refused before anything is written (the test harness makes the sweep dir itself; hoopt-train -m does not)
+    assert [p for p in tmp_path.rglob("*") if not p.is_dir()] == []
 
 
 def test_a_misspelt_metric_stops_the_study_after_its_first_trial(tmp_path, capsys):
