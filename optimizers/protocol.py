@@ -58,6 +58,8 @@ RUN_DEPENDENCIES = {
     "loss_sampler": "a LossSampler over the training data (NewtonSummary's own minibatches)",
     "classifier": "True when the model outputs class logits trained with cross-entropy (K-FAC's true Fisher)",
     "hessian": "the objective's exact Hessian, or None where there is none (LODO's approximation error)",
+    "total_steps": "the run's length in optimizer steps, trainer.steps or trainer.epochs x the steps of an epoch "
+                   "(the horizon of LARS's decay)",
 }
 
 

@@ -143,7 +143,7 @@ def test_lars_is_the_lodo_authors_layerwise_form():
     """Per layer (a module's weight and bias together): local lr = ||x|| / (||g|| + wd ||x||) with trust 1,
     global lr = lr (1 - t / T)^2, momentum on global * local * (g + wd x)."""
     cfg = composed("optimizer=lars", "optimizer.lr=0.3", "optimizer.momentum=0.8", "optimizer.weight_decay=0.01",
-                   "optimizer.total_steps=5", "model=mlp")
+                   "+optimizer.total_steps=5", "model=mlp")
     x, y, _ = regression()
     model = TwoLayers()
     opt = build_optimizer(cfg, model, {})
@@ -181,10 +181,35 @@ def test_lars_is_the_lodo_authors_layerwise_form():
     assert opt.global_lr(opt.param_groups[0], 5) == 0.0  # the last step of the run has no global lr left
 
 
-def test_lars_decays_over_the_runs_step_budget():
-    assert composed("model=pixelcnn", "optimizer=lars", "trainer.steps=300000").optimizer.total_steps == 300000
-    assert composed("experiment=lodo_resnet", "optimizer=lars").optimizer.total_steps == 3000
-    assert composed("model=mlp", "optimizer=lars").optimizer.total_steps is None  # an epoch budget: constant lr
+def lars_of_a_run(tmp_path, monkeypatch, *overrides):
+    """The LARS optimizer a run builds (run.train), captured as it is constructed."""
+    from conftest import train
+
+    import functools
+
+    built = []
+    original = LARS.__init__
+
+    @functools.wraps(original)  # the runner reads the signature to choose the dependencies it passes
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(LARS, "__init__", record)
+    run_dir = tmp_path / "_".join(o.replace("=", "-").lstrip("+") for o in overrides)
+    status = train(["optimizer=lars", "dataset=digits", "+model.kwargs.hidden=[16]", "trainer.checkpoint=false",
+                    *overrides], run_dir)
+    return built[0].param_groups[0]["total_steps"], status["step"]
+
+
+def test_lars_decays_over_the_runs_length_whether_its_budget_is_steps_or_epochs(tmp_path, monkeypatch):
+    horizon, steps = lars_of_a_run(tmp_path, monkeypatch, "trainer.epochs=2")
+    assert horizon == steps and steps > 2 and steps % 2 == 0  # an epoch budget: epochs x the steps of an epoch
+    assert lars_of_a_run(tmp_path, monkeypatch, "trainer.steps=7", "trainer.epochs=9") == (7, 7)
+    # a value in the config wins over the run's: another horizon, or none (a constant lr)
+    assert lars_of_a_run(tmp_path, monkeypatch, "trainer.epochs=1", "+optimizer.total_steps=100")[0] == 100
+    assert lars_of_a_run(tmp_path, monkeypatch, "trainer.epochs=1", "+optimizer.total_steps=null")[0] is None
+    assert "total_steps" not in composed("experiment=lodo_resnet", "optimizer=lars").optimizer
     opt = LARS([torch.nn.Parameter(torch.ones(2))], lr=2.0, total_steps=4)
     assert [opt.global_lr(opt.param_groups[0], t) for t in (1, 2, 4, 6)] == [2.0 * 0.75**2, 0.5, 0.0, 0.0]
 
@@ -205,7 +230,7 @@ def test_lars_groups_a_layers_weight_and_bias_and_takes_unnamed_tensors_one_by_o
     (["optimizer=yogi", "optimizer.lr=0.05"], 1e-3, 0.05),
     (["optimizer=yogi_bias_corrected", "optimizer.lr=0.05"], 1e-3, 0.05),
     # LARS's steps have norm ~ global lr * ||w||: it needs its decay to settle on the optimum.
-    (["optimizer=lars", "optimizer.lr=0.05", "optimizer.weight_decay=0", "optimizer.total_steps=1500"], 1e-3, 0.05),
+    (["optimizer=lars", "optimizer.lr=0.05", "optimizer.weight_decay=0", "+optimizer.total_steps=1500"], 1e-3, 0.05),
 ])
 def test_baselines_converge_on_least_squares(overrides, reduction, tolerance):
     cfg = composed("model=mlp", *overrides)

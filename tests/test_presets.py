@@ -77,8 +77,6 @@ def test_every_optimizer_gets_its_defaults_and_the_tuned_values_of_this_model_on
         defaults = optimizer_alone(optimizer)  # resolves with no model at all: it reads no task's values
         if "seed" in defaults:  # alone, the optimizer's seed falls back to 0; in a run it is the run's seed
             defaults = {**defaults, "seed": seed}
-        if "total_steps" in defaults:  # LARS's decay horizon follows the run's step budget, like the seed
-            defaults = {**defaults, "total_steps": composed(f"model={model}").trainer.steps}
         tuned = tuned_file(model, optimizer)
         assert set(tuned) <= {"optimizer", "trainer"}, (model, optimizer, sorted(tuned))
         unknown = set(tuned.get("optimizer", {})) - set(defaults)

@@ -164,6 +164,25 @@ def test_a_raised_epoch_budget_continues_to_exactly_the_longer_run(tmp_path, opt
     assert epochs == [1, 2, 3, 4]
 
 
+def test_a_run_whose_optimizer_schedules_over_the_runs_length_cannot_be_lengthened_and_nothing_changes(tmp_path):
+    """LARS decays over the run's length (the total_steps run dependency): continuing to a longer budget would not
+    end as a run trained with that budget from the start, so it is refused; a horizon fixed in the config may."""
+    from hoopt.runner.errors import HooptError
+
+    common = [*SMALL, "optimizer=lars"]
+    train([*common, "trainer.epochs=2"], tmp_path / "run")
+    before = tree(tmp_path / "run")
+    with pytest.raises(HooptError, match=r"optimizer 'lars' schedules its learning rate over the run's length, so "
+                                         r"resuming cannot lengthen .*trainer.epochs: 2 -> 4"):
+        train([*common, "trainer.epochs=4", "resume=true"], tmp_path / "run")
+    assert tree(tmp_path / "run") == before
+    fixed = [*common, "+optimizer.total_steps=60"]
+    train([*fixed, "trainer.epochs=4"], tmp_path / "fixed_full")
+    train([*fixed, "trainer.epochs=2"], tmp_path / "fixed")
+    train([*fixed, "trainer.epochs=4", "resume=true"], tmp_path / "fixed")
+    assert_same_parameters(tmp_path / "fixed_full", tmp_path / "fixed")
+
+
 def test_a_synthetic_objective_continues_to_a_raised_step_budget_only_with_its_interval_kept(tmp_path):
     from hoopt.runner.errors import HooptError
 

@@ -49,7 +49,8 @@ class LARS(torch.optim.Optimizer):
         weight_decay: beta, added to the gradient and to the trust ratio's denominator.
         trust_coefficient: eta, the factor of the trust ratio (the LODO authors' runs: 1).
         total_steps: the run's length in steps for the decay lr (1 - t / total_steps)^decay_power; None keeps lr
-            constant. Past total_steps the global learning rate is 0.
+            constant. Past total_steps the global learning rate is 0. hoopt's runner passes the run's length
+            (a run dependency, optimizers/protocol.py) unless the config sets it.
         decay_power: the decay's exponent (You et al. and the LODO authors: 2).
     """
 

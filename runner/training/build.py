@@ -85,6 +85,18 @@ def build_task(cfg: DictConfig, dataset: Dataset | None, model: torch.nn.Module,
         raise HooptError(f"{error}; change the setting or the dataset.") from None
 
 
+def run_dependencies_taken(cfg: DictConfig) -> set[str]:
+    """The run dependencies (optimizers/protocol.py) the optimizer's constructor names and its config does not set:
+    what the run will pass it. Empty when the class cannot be loaded (build_optimizer says why)."""
+    from ...optimizers.protocol import RUN_DEPENDENCIES
+
+    try:
+        accepted = inspect.signature(get_class(str(cfg.optimizer._target_))).parameters
+    except Exception:
+        return set()
+    return {name for name in RUN_DEPENDENCIES if name in accepted and name not in cfg.optimizer}
+
+
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module, dependencies: dict) -> torch.optim.Optimizer:
     """``cls(model.named_parameters(), **hyperparameters, **dependencies)``: the dependencies passed are those the
     constructor names (optimizers/protocol.py), so plain torch.optim classes receive none."""

@@ -48,6 +48,13 @@ class LoopResult:
     message: str = ""
 
 
+def run_length(settings: LoopSettings, task: Task) -> int:
+    """The run's length in optimizer steps: its step budget, or its epochs times the steps of an epoch. The loop
+    stops there, and an optimizer that names ``total_steps`` in its constructor receives it (optimizers/protocol.py).
+    """
+    return settings.steps or settings.epochs * task.steps_per_epoch
+
+
 class TrainingLoop:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, settings: LoopSettings,
                  logger: RunLogger, run_dir: str, device: torch.device, config_yaml: str, probes: list | None = None,
@@ -61,7 +68,7 @@ class TrainingLoop:
         self.console = console  # RunConsole for progress lines without a terminal (None: no such lines)
         self.records = records  # RecordLog for the optimizer's records() (None: not kept)
         self.reference_loss: float | None = None  # the run's first logged training loss (divergence rule)
-        self.total_steps = settings.steps or settings.epochs * task.steps_per_epoch
+        self.total_steps = run_length(settings, task)
         self.epoch, self.step = 0, 0
         self.wall_before = 0.0  # training seconds spent by earlier processes of a resumed run
         self.started = time.perf_counter()

@@ -23,7 +23,9 @@ What a run finds decides what it may do:
 A resume compares the run's identity (runner/training/identity.py) with the checkpoint's and refuses a
 difference, naming the keys. ``trainer.epochs`` may be raised (and, for the synthetic objectives, whose step
 budget is ``trainer.steps``, that too): the run continues to the longer budget and ends exactly as a run trained
-with that budget from the start. A completed run can be continued that way, and only that way.
+with that budget from the start. A completed run can be continued that way, and only that way. Not when the
+optimizer schedules over the run's length (it takes the ``total_steps`` run dependency, as LARS's decay does): its
+steps so far belong to the shorter schedule, so that resume is refused too.
 """
 
 from __future__ import annotations
@@ -196,6 +198,14 @@ def inspect_run_dir(cfg: DictConfig, run_dir: str, *, sweep_job: bool = False, c
         raise HooptError(f"the checkpoint in {where} has no checksum ({SIDECAR} is missing), so it cannot be "
                          f"verified; start a new run (another hydra.run.dir).")
     extended = compare_identity(cfg, sidecar, where)
+    if extended:
+        from .build import run_dependencies_taken
+
+        if "total_steps" in run_dependencies_taken(cfg):
+            raise HooptError(f"optimizer '{cfg.optimizer.name}' schedules its learning rate over the run's length, "
+                             f"so resuming cannot lengthen the run in {where} ({', '.join(extended)}) without "
+                             f"changing the steps it already took; start a new run with the longer budget (another "
+                             f"hydra.run.dir), or fix the horizon from the start with +optimizer.total_steps=<steps>.")
     if state == "completed" and not extended:
         raise RunAlreadyCompleted(f"the run in {where} already completed; start a new run instead of resuming it, "
                                   f"or raise trainer.epochs to continue it to a longer budget.")
