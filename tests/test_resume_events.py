@@ -53,3 +53,19 @@ def test_the_probe_before_an_epoch_survives_a_resume(tmp_path):
     assert part_images == full_images
     assert [v for _, v in part_scalars["probe/hbar_trace"]] == pytest.approx(
         [v for _, v in full_scalars["probe/hbar_trace"]])
+
+
+def test_an_event_file_made_in_the_same_second_as_an_earlier_one_is_read_after_it(tmp_path):
+    """TensorBoard reads event files in name order: second, host, pid, counter. A resume in the same second by a
+    process whose pid sorts first (9999 before an earlier 10001, as text) would be read first, and the earlier
+    file's events dropped as out of order."""
+    import socket
+    import time
+
+    from hoopt.runner.training.logger import RunLogger
+
+    earlier = tmp_path / f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.99999999.9"
+    earlier.write_bytes(b"")
+    RunLogger(str(tmp_path), resume_step=None).close()
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("events.out.tfevents."))
+    assert len(names) == 2 and names[0] == earlier.name

@@ -5,11 +5,40 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from ..errors import HooptError
+
+
+EVENT_FILE_PREFIX = "events.out.tfevents."
+
+
+def wait_for_a_later_second(run_dir: str) -> None:
+    """Make the next event file sort after the run dir's earlier ones.
+
+    TensorBoard reads a run's event files in name order, and a name is ``events.out.tfevents.<second>.<host>.<pid>.
+    <counter>``. Two files created in the same second are ordered by pid and counter compared as text, so a resume
+    in the same second (a fast run resumed in the same process, pid 9999 then 10001) may come first, and the reader
+    then drops the earlier file's events as out of order (a hole where the first part of the run was). Waiting for
+    the next second, at most one, keeps the files in the order they were written."""
+    try:
+        names = os.listdir(run_dir)
+    except OSError:
+        return
+    seconds = []
+    for name in names:
+        if name.startswith(EVENT_FILE_PREFIX):
+            try:
+                seconds.append(int(name[len(EVENT_FILE_PREFIX):].split(".", 1)[0]))
+            except ValueError:
+                continue
+    if seconds:
+        wait = max(seconds) + 1 - time.time()
+        if wait > 0:
+            time.sleep(wait)
 
 
 class RunLogger:
@@ -23,6 +52,7 @@ class RunLogger:
         # was written before the checkpoint, so it stays: purging from that step would leave a hole in each
         # resumed curve.
         purge_step = None if resume_step is None else resume_step + 1
+        wait_for_a_later_second(run_dir)
         self.writer = SummaryWriter(log_dir=run_dir, purge_step=purge_step)
         self._metrics = open(self.metrics_path, "a", buffering=1)
 
