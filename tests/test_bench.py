@@ -96,3 +96,18 @@ def test_interleaved_medians_alternates_warms_up_and_takes_medians(monkeypatch):
 def test_interleaved_medians_refuses_no_repeats():
     with pytest.raises(ValueError, match="repeats"):
         timing.interleaved_medians({"a": lambda: None}, torch.device("cpu"), repeats=0)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--experiment", "ns_mlp_tune"], "ns_mlp_tune trains model 'mlp', not a synthetic objective"),
+    (["tune.reduce=final"], "ranks runs by final train/loss"),
+    (["--trials", "32,x"], "--trials=32,x is not a comma-separated list of whole numbers"),
+])
+def test_the_tuning_benchmark_refuses_what_it_cannot_score_in_one_sentence(argv, message, capsys):
+    from hoopt.runner.benchmarks import tuning
+
+    with pytest.raises(SystemExit) as stop:
+        tuning.run([*argv, "--sampler-seeds", "1"])
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # argparse prints its usage lines before the sentence
+    assert last.startswith("hoopt-bench tuning: ") and message in last

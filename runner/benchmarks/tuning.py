@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 import warnings
 
@@ -29,8 +30,10 @@ from omegaconf import OmegaConf
 from ...models import SYNTHETIC_MODELS
 from ..reports.measures import PAPER_LAST_FRACTION_LOSS
 from ..training.build import build_model_for, build_optimizer, build_task, seed_everything
+from ..training.loop import run_length
 from ..training.objective import tune_settings
 from ..training.presets import compose_config
+from ..training.run import loop_settings
 from .device import add_device_argument
 
 
@@ -54,6 +57,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def refuse(message: str) -> None:
+    print(f"hoopt-bench tuning: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 class Study:
     """The preset's study for one optimizer: its composed config, its searched parameters and its sweeper."""
 
@@ -66,11 +74,19 @@ class Study:
 
         cfg = compose_config([f"experiment={experiment}", f"optimizer={optimizer}", *overrides], hydra=True)
         if cfg.model.name not in SYNTHETIC_MODELS:
-            raise SystemExit(f"hoopt-bench tuning: {experiment} trains model '{cfg.model.name}', not a synthetic "
-                             f"objective; give a preset such as --experiment lodo_rosenbrock_tune.")
+            refuse(f"{experiment} trains model '{cfg.model.name}', not a synthetic objective; give a preset such as "
+                   f"--experiment lodo_rosenbrock_tune.")
         sweeper = OmegaConf.to_container(cfg.hydra.sweeper, resolve=True)
         self.cfg = OmegaConf.create({k: cfg[k] for k in cfg if k != "hydra"})
         self.settings = tune_settings(self.cfg)
+        # what run_steps computes: the LODO presets' objective, over a step budget, every step logged
+        if ((self.settings.metric, self.settings.reduce) != ("train/loss", "mean_last")
+                or self.cfg.trainer.steps is None or self.cfg.logger.log_every != 1):
+            refuse(f"{experiment} ranks runs by {self.settings.reduce} {self.settings.metric} (trainer.steps "
+                   f"{self.cfg.trainer.steps}, logger.log_every {self.cfg.logger.log_every}); this benchmark scores "
+                   f"mean_last train/loss over a step budget logged every step, as the lodo_*_tune presets do.")
+        if sweeper.get("_target_") != "hydra_plugins.hoopt_tuning.sweeper.TuningSweeper":
+            refuse(f"{experiment} does not use hoopt's tuning sweeper; give a tuning preset (experiment=*_tune).")
         self.device = device
         parser = OverridesParser.create()
         specs = {**(sweeper.get("params") or {}), **((sweeper.get("spaces") or {}).get("optimizer", {})
@@ -99,7 +115,8 @@ class Study:
         seed_everything(int(cfg.seed), deterministic=False)
         model = build_model_for(cfg, None, self.device)
         task = build_task(cfg, None, model, self.device)
-        optimizer = build_optimizer(cfg, model, task.dependencies(model))
+        length = run_length(loop_settings(cfg), task)
+        optimizer = build_optimizer(cfg, model, {**task.dependencies(model), "total_steps": length})
         return run_steps(cfg, model, task, optimizer, self.settings.fraction)
 
 
