@@ -4,7 +4,12 @@ import shutil
 import subprocess
 import sys
 
-import pytest
+# The suite runs in parallel processes (pytest-xdist, pyproject's addopts): one thread each, set before torch is
+# imported here or in a hoopt-train subprocess (which inherits it), so workers do not fight over the cores.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 from fake_data import write_cifar10, write_mnist  # noqa: E402
