@@ -212,3 +212,19 @@ def test_compose_config_inside_a_running_hydra_app_leaves_it_running(tmp_path, m
     assert not GlobalHydra.instance().is_initialized()
     assert compose_config([]).model.name == "mlp"
     assert list(tmp_path.iterdir()) == []  # composing writes no output dir
+
+
+# What the runner passes each optimizer besides its hyperparameters (optimizers/protocol.py): the run dependencies
+# its constructor names and its config does not set. A new class (or a new version of a package's) that names one
+# would silently receive it; this table makes that a decision.
+RECEIVES = {"kfac": {"model", "classifier"}, "kfac_pytorch": {"model"}, "lars": {"total_steps"},
+            "newton_summary": {"loss_sampler"}, "newton_summary_diag": {"loss_sampler"},
+            **{name: {"hessian"} for name in ("lodo", "lodo_diagonal", "lodo_global", "lodo_no_momentum",
+                                              "lodo_residuals", "lodo_sgd")}}
+
+
+def test_every_optimizer_receives_the_run_dependencies_it_is_meant_to():
+    from hoopt.runner.training.build import run_dependencies_taken
+
+    taken = {name: run_dependencies_taken(composed(f"optimizer={name}")) for name in OPTIMIZERS}
+    assert {name: deps for name, deps in taken.items() if deps} == RECEIVES
