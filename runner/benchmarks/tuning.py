@@ -30,8 +30,8 @@ from omegaconf import OmegaConf
 from ...models import SYNTHETIC_MODELS
 from ..reports.measures import PAPER_LAST_FRACTION_LOSS
 from ..training.build import build_model_for, build_optimizer, build_task, seed_everything
-from ..training.loop import run_length
-from ..training.objective import tune_settings
+from ..training.loop import closure_for, is_divergent, run_dependencies
+from ..training.objective import reduce_records, tune_settings
 from ..training.presets import compose_config
 from ..training.run import loop_settings
 from .device import add_device_argument
@@ -115,35 +115,27 @@ class Study:
         seed_everything(int(cfg.seed), deterministic=False)
         model = build_model_for(cfg, None, self.device)
         task = build_task(cfg, None, model, self.device)
-        length = run_length(loop_settings(cfg), task)
-        optimizer = build_optimizer(cfg, model, {**task.dependencies(model), "total_steps": length})
-        return run_steps(cfg, model, task, optimizer, self.settings.fraction)
+        settings = loop_settings(cfg)
+        optimizer = build_optimizer(cfg, model, run_dependencies(model, task, settings))
+        return run_steps(model, task, optimizer, settings, self.settings)
 
 
-def run_steps(cfg, model, task, optimizer, fraction: float) -> float:
-    """Train for the run's steps as the loop does (closure, divergence rule on logged losses) and return the mean
-    training loss over the last ``fraction`` of the steps: the ``mean_last`` objective, with log_every 1."""
-    total = int(cfg.trainer.steps)
-    factor = cfg.trainer.get("divergence_factor")
-    losses, reference = [], None
-    while len(losses) < total:
+def run_steps(model, task, optimizer, settings, tune) -> float:
+    """Train for the run's steps with the loop's closure and divergence rule, every step logged, and return the
+    run's objective as objective.py computes it from those records (``tune``: TuneSettings); +inf if it diverged."""
+    total = int(settings.steps)
+    records, reference = [], None
+    while len(records) < total:
         for batch in task.epoch_batches():
-            if len(losses) >= total:
+            if len(records) >= total:
                 break
-
-            def closure(create_graph: bool = False, batch=batch):
-                optimizer.zero_grad(set_to_none=True)
-                loss = task.loss(model, batch)
-                loss.backward(create_graph=create_graph)
-                return loss
-
-            value = float(optimizer.step(closure).detach())
+            value = float(optimizer.step(closure_for(optimizer, task, model, batch)).detach())
             reference = value if reference is None and math.isfinite(value) else reference
-            if not math.isfinite(value) or (factor is not None and value > factor * max(1.0, abs(reference))):
+            if is_divergent(value, reference, settings.divergence_factor):
                 return math.inf
-            losses.append(value)
-    tail = losses[total - max(1, round(fraction * total)):]
-    return sum(tail) / len(tail)
+            records.append({"step": len(records) + 1, "train/loss": value})
+    value = reduce_records(records, tune, total)
+    return math.inf if value is None else value
 
 
 def run_study(study: Study, seed: int, n_trials: int):

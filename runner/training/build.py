@@ -85,16 +85,23 @@ def build_task(cfg: DictConfig, dataset: Dataset | None, model: torch.nn.Module,
         raise HooptError(f"{error}; change the setting or the dataset.") from None
 
 
-def run_dependencies_taken(cfg: DictConfig) -> set[str]:
-    """The run dependencies (optimizers/protocol.py) the optimizer's constructor names and its config does not set:
-    what the run will pass it. Empty when the class cannot be loaded (build_optimizer says why)."""
+def dependencies_taken(cls, options) -> set[str]:
+    """The run dependencies (optimizers/protocol.py) that ``cls``'s constructor names and ``options`` (its config)
+    does not set: what a run passes it."""
     from ...optimizers.protocol import RUN_DEPENDENCIES
 
+    accepted = inspect.signature(cls).parameters
+    return {name for name in RUN_DEPENDENCIES if name in accepted and name not in options}
+
+
+def run_dependencies_taken(cfg: DictConfig) -> set[str]:
+    """dependencies_taken for the run's optimizer config; empty when the class cannot be loaded (build_optimizer
+    says why)."""
     try:
-        accepted = inspect.signature(get_class(str(cfg.optimizer._target_))).parameters
+        cls = get_class(str(cfg.optimizer._target_))
     except Exception:
         return set()
-    return {name for name in RUN_DEPENDENCIES if name in accepted and name not in cfg.optimizer}
+    return dependencies_taken(cls, cfg.optimizer)
 
 
 def build_optimizer(cfg: DictConfig, model: torch.nn.Module, dependencies: dict) -> torch.optim.Optimizer:
@@ -110,8 +117,8 @@ def build_optimizer(cfg: DictConfig, model: torch.nn.Module, dependencies: dict)
         cls = get_class(target)
     except Exception as error:  # a missing optional package, e.g. kfac-pytorch
         raise HooptError(f"optimizer '{name}' cannot be loaded: {error}") from None
-    accepted = inspect.signature(cls).parameters
-    given = {key: value for key, value in dependencies.items() if key in accepted and key not in options}
+    taken = dependencies_taken(cls, options)
+    given = {key: value for key, value in dependencies.items() if key in taken}
     try:
         return cls(model.named_parameters(), **options, **given)
     except ImportError as error:  # an optional package (kfac-pytorch): its message says how to install it

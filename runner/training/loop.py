@@ -55,6 +55,29 @@ def run_length(settings: LoopSettings, task: Task) -> int:
     return settings.steps or settings.epochs * task.steps_per_epoch
 
 
+def run_dependencies(model: torch.nn.Module, task: Task, settings: LoopSettings) -> dict:
+    """Everything a run can pass an optimizer's constructor (optimizers/protocol.py, RUN_DEPENDENCIES): the task's
+    pieces and the run's length. build.build_optimizer passes those the constructor names."""
+    return {**task.dependencies(model), "total_steps": run_length(settings, task)}
+
+
+def closure_for(optimizer: torch.optim.Optimizer, task: Task, model: torch.nn.Module, batch):
+    """The closure of one training step (optimizers/protocol.py, "Stepping")."""
+    def closure(create_graph: bool = False):
+        optimizer.zero_grad(set_to_none=True)
+        loss = task.loss(model, batch)
+        loss.backward(create_graph=create_graph)
+        return loss
+    return closure
+
+
+def is_divergent(loss: float, reference: float | None, factor: float | None) -> bool:
+    """The divergence rule: a loss that is not finite, or above ``factor`` x max(1, |the run's first logged loss|)."""
+    if not math.isfinite(loss):
+        return True
+    return factor is not None and loss > factor * max(1.0, abs(reference or 0.0))
+
+
 class TrainingLoop:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, task: Task, settings: LoopSettings,
                  logger: RunLogger, run_dir: str, device: torch.device, config_yaml: str, probes: list | None = None,
@@ -138,19 +161,8 @@ class TrainingLoop:
         for probe in self.probes:
             probe.before_epoch(self)
 
-    def _closure_for(self, batch):
-        def closure(create_graph: bool = False):  # optimizers/protocol.py, "Stepping"
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.task.loss(self.model, batch)
-            loss.backward(create_graph=create_graph)
-            return loss
-        return closure
-
     def _is_divergent(self, loss: float) -> bool:
-        if not math.isfinite(loss):
-            return True
-        factor = self.settings.divergence_factor
-        return factor is not None and loss > factor * max(1.0, abs(self.reference_loss or 0.0))
+        return is_divergent(loss, self.reference_loss, self.settings.divergence_factor)
 
     def _run_epoch(self, progress: Progress) -> LoopResult | None:
         s = self.settings
@@ -161,7 +173,7 @@ class TrainingLoop:
         for batch in self.task.epoch_batches():
             if self.step >= self.total_steps:
                 break
-            loss = self.optimizer.step(self._closure_for(batch)).detach()
+            loss = self.optimizer.step(closure_for(self.optimizer, self.task, self.model, batch)).detach()
             epoch_sum += loss
             window_sum += loss
             self.step += 1

@@ -155,7 +155,7 @@ def train(cfg: DictConfig, run_dir: str, n_jobs: int | None, resume_state: dict 
     from .build import build_dataset, build_model_for, build_optimizer, build_task, pick_device, seed_everything
     from .hparams import write_hparams
     from .logger import RunLogger
-    from .loop import TrainingLoop, run_length
+    from .loop import TrainingLoop, run_dependencies
     from .progress import RunConsole
     from .records import RecordLog
 
@@ -168,7 +168,7 @@ def train(cfg: DictConfig, run_dir: str, n_jobs: int | None, resume_state: dict 
     model = build_model_for(cfg, dataset, device)
     task = build_task(cfg, dataset, model, device)
     settings = loop_settings(cfg)
-    optimizer = build_optimizer(cfg, model, {**task.dependencies(model), "total_steps": run_length(settings, task)})
+    optimizer = build_optimizer(cfg, model, run_dependencies(model, task, settings))
     probes = build_probes(cfg, task)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     resume_step = None if resume_state is None else resume_state["step"]
