@@ -101,6 +101,8 @@ def test_interleaved_medians_refuses_no_repeats():
 @pytest.mark.parametrize("argv, message", [
     (["--experiment", "ns_mlp_tune"], "ns_mlp_tune trains model 'mlp', not a synthetic objective"),
     (["tune.reduce=final"], "ranks runs by final train/loss"),
+    (["--optimizer", "newton_summary"], "lodo_rosenbrock_tune has no search space for optimizer=newton_summary; "
+                                        "choose one of: adam, lars, lodo"),
     (["--trials", "32,x"], "--trials=32,x is not a comma-separated list of whole numbers"),
 ])
 def test_the_tuning_benchmark_refuses_what_it_cannot_score_in_one_sentence(argv, message, capsys):

@@ -151,7 +151,8 @@ def assert_same_parameters(a, b):
         assert torch.equal(pa[key], pb[key]), key
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "newton_summary"])
+# every method family: only an optimizer that takes the run's length (LARS, below) is refused a longer budget
+@pytest.mark.parametrize("optimizer", ["adam", "newton_summary", "kfac", "lodo"])
 def test_a_raised_epoch_budget_continues_to_exactly_the_longer_run(tmp_path, optimizer):
     common = [*SMALL, f"optimizer={optimizer}"]
     train([*common, "trainer.epochs=4"], tmp_path / "full")

@@ -89,13 +89,18 @@ class Study:
             refuse(f"{experiment} does not use hoopt's tuning sweeper; give a tuning preset (experiment=*_tune).")
         self.device = device
         parser = OverridesParser.create()
-        specs = {**(sweeper.get("params") or {}), **((sweeper.get("spaces") or {}).get("optimizer", {})
-                                                    .get(optimizer) or {})}
+        spaces = (sweeper.get("spaces") or {}).get("optimizer") or {}
+        if spaces and optimizer not in spaces:  # the sweeper refuses such a study the same way
+            refuse(f"{experiment} has no search space for optimizer={optimizer}; choose one of: "
+                   f"{', '.join(sorted(spaces))}.")
+        specs = {**(sweeper.get("params") or {}), **(spaces.get(optimizer) or {})}
         self.plain = OmegaConf.to_container(self.cfg, resolve=True)
         # the seed is fixed per study, and a config group in params (optimizer: adam,sgd,...) makes one study per
         # choice, not a searched dimension
         specs = {k: v for k, v in specs.items() if k != "seed" and not isinstance(self.plain.get(k), dict)}
         self.params = [parse_param(parser.parse_overrides([f"{k}={v}"])[0]) for k, v in specs.items()]
+        if not self.params:
+            refuse(f"{experiment} searches nothing for optimizer={optimizer}; give a preset with a search space.")
         mark_list_elements(self.params, self.plain)
         self.plan = StudyPlan("bench", [], self.params, {})
         options = {k: v for k, v in sweeper.items() if k not in ("_target_", "params", "spaces")}
